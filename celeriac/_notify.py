@@ -1,0 +1,54 @@
+"""In-process wake-ups that cross threads and event loops.
+
+A waiter subscribes *before* it checks its condition and waits only if the condition
+is still false, so a notification between the check and the wait is never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
+
+    def subscribe(self, key: str) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            self._waiters.setdefault(key, []).append((loop, fut))
+        return fut
+
+    def unsubscribe(self, key: str, fut: asyncio.Future[None]) -> None:
+        with self._lock:
+            waiters = self._waiters.get(key)
+            if waiters:
+                self._waiters[key] = [w for w in waiters if w[1] is not fut]
+                if not self._waiters[key]:
+                    del self._waiters[key]
+
+    def notify(self, key: str) -> None:
+        with self._lock:
+            waiters = self._waiters.pop(key, [])
+        for loop, fut in waiters:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_resolve, fut)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+async def wait_for_notice(fut: asyncio.Future[None], timeout_s: float) -> bool:
+    """Wait for ``fut`` up to ``timeout_s``; True if it was notified."""
+    if timeout_s <= 0:
+        return fut.done()
+    try:
+        await asyncio.wait_for(asyncio.shield(fut), timeout_s)
+        return True
+    except TimeoutError:
+        return False

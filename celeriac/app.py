@@ -1,0 +1,284 @@
+"""The application: settings, the task registry, sending tasks, and control."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, overload
+
+from ._bridge import run_sync
+from .backends import ResultStore, can_store_results, create_store
+from .brokers import Broker, BrokerOptions, OutgoingMessage, create_broker
+from .config import Settings
+from .exceptions import ConfigurationError, NotRegistered
+from .result import AsyncResult
+
+if TYPE_CHECKING:
+    from .task import Task
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+logger = logging.getLogger("celeriac.app")
+
+_current_app: Celery | None = None
+_shared_tasks: dict[str, Task[Any, Any]] = {}
+
+
+@dataclass
+class Clients:
+    """The broker and result store one event loop talks through."""
+
+    broker: Broker
+    store: ResultStore | None
+
+
+class Celery:
+    """A celeriac application; the name and signature follow Celery's."""
+
+    def __init__(
+        self,
+        main: str | None = None,
+        *,
+        broker: str | None = None,
+        backend: str | None = None,
+        include: Iterable[str] | None = None,
+        config_source: Any = None,
+        set_as_current: bool = True,
+        **settings: Any,
+    ) -> None:
+        global _current_app
+        self.main = main
+        self.conf = Settings()
+        if config_source is not None:
+            self.conf.load(config_source)
+        if broker is not None:
+            self.conf.broker_url = broker
+        if backend is not None:
+            self.conf.result_backend = backend
+        if include:
+            self.conf.include = list(include)
+        self.conf.update(settings)
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Clients] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._clients_lock = threading.Lock()
+        self.control = Control(self)
+        if set_as_current:
+            _current_app = self
+
+    def __repr__(self) -> str:
+        return f"<Celery {self.main or '__main__'}>"
+
+    # --- configuration --------------------------------------------------------------
+
+    def config_from_object(self, obj: Any, namespace: str | None = None, **_: Any) -> None:
+        self.conf.load(obj, namespace)
+
+    def autodiscover_tasks(
+        self, packages: Iterable[str] | Callable[[], Iterable[str]] | None = None,
+        related_name: str = "tasks", force: bool = False,
+    ) -> None:
+        """Import ``<package>.tasks`` for each package (Django's installed apps by default)."""
+        if callable(packages):
+            packages = packages()
+        if packages is None:
+            packages = _django_apps()
+        for package in packages:
+            name = f"{package}.{related_name}"
+            try:
+                importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if exc.name not in (name, package):
+                    raise
+
+    def import_default_modules(self) -> None:
+        for name in [*(self.conf.get("imports") or []), *(self.conf.get("include") or [])]:
+            importlib.import_module(name)
+
+    # --- tasks ----------------------------------------------------------------------
+
+    @overload
+    def task(self, fun: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+
+    @overload
+    def task(self, fun: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(self, *, bind: Literal[False] = ..., **options: Any) -> _TaskDecorator: ...
+
+    @overload
+    def task(self, *, bind: Literal[True], **options: Any) -> _BoundTaskDecorator: ...
+
+    def task(  # type: ignore[misc]  # mypy cannot match **options against the keyword-only overloads
+        self, fun: Callable[..., Any] | None = None, /, *, bind: bool = False, **options: Any
+    ) -> Any:
+        """Make a function a task: ``@app.task`` or ``@app.task(bind=True, ...)``."""
+        from .task import make_task
+
+        options["bind"] = bind
+        if fun is not None:
+            return make_task(fun, self, options)
+        return lambda f: make_task(f, self, options)
+
+    def register(self, task: Task[Any, Any]) -> None:
+        self.tasks[task.name] = task
+
+    def get_task(self, name: str) -> Task[Any, Any]:
+        task = self.tasks.get(name) or _shared_tasks.get(name)
+        if task is None:
+            raise NotRegistered(
+                f"task {name!r} is not registered; import the module that defines it in the "
+                "worker (-A, include=, imports= or autodiscover_tasks())"
+            )
+        return task
+
+    # --- clients --------------------------------------------------------------------
+
+    def result_backend_url(self) -> str | None:
+        url = self.conf.get("result_backend")
+        if url in ("disabled", ""):
+            return None
+        if url is None:
+            broker_url = self.conf.broker()
+            return broker_url if can_store_results(broker_url) else None
+        if url == "django-db":
+            return "django://"
+        return str(url)
+
+    def broker_options(self) -> BrokerOptions:
+        return BrokerOptions(
+            max_deliveries=int(self.conf.broker_max_deliveries),
+            revoked_ttl_s=float(self.conf.revoked_ttl_seconds),
+            result_expires_s=self.conf.result_expires_s(),
+        )
+
+    def new_clients(self) -> Clients:
+        """Fresh, unconnected clients (the lease keeper's thread has its own)."""
+        broker = create_broker(self.conf.broker(), self.broker_options())
+        store_url = self.result_backend_url()
+        store = create_store(store_url, self.conf.result_expires_s(), broker) if store_url else None
+        return Clients(broker, store)
+
+    async def clients(self) -> Clients:
+        """The connected clients for the running event loop."""
+        loop = asyncio.get_running_loop()
+        found = self._clients.get(loop)
+        if found is not None:
+            return found
+        clients = self.new_clients()
+        await clients.broker.connect()
+        if clients.store is not None:
+            await clients.store.connect()
+        with self._clients_lock:
+            return self._clients.setdefault(loop, clients)
+
+    async def result_store(self) -> ResultStore:
+        store = (await self.clients()).store
+        if store is None:
+            raise ConfigurationError(
+                "no result backend is configured (the broker cannot hold results); set "
+                "result_backend to a redis://, postgresql:// or sqlite:/// URL, or pass "
+                "ignore_result=True"
+            )
+        return store
+
+    async def close(self) -> None:
+        """Close the running loop's clients."""
+        clients = self._clients.pop(asyncio.get_running_loop(), None)
+        if clients is not None:
+            await clients.broker.close()
+            if clients.store is not None:
+                await clients.store.close()
+
+    # --- sending --------------------------------------------------------------------
+
+    def send_task(
+        self, name: str, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult[Any]:
+        """Send a task by name; the task need not be importable here."""
+        from .publish import build_message
+
+        message, result = build_message(self, name, args, kwargs, options)
+        run_sync(self.publish([message], on_duplicate=options.get("on_duplicate", "error")))
+        return result
+
+    async def asend_task(
+        self, name: str, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult[Any]:
+        from .publish import build_message
+
+        message, result = build_message(self, name, args, kwargs, options)
+        await self.publish([message], on_duplicate=options.get("on_duplicate", "error"))
+        return result
+
+    async def publish(self, messages: list[OutgoingMessage], on_duplicate: str = "error") -> None:
+        broker = (await self.clients()).broker
+        await broker.publish(messages, on_duplicate=on_duplicate)
+
+    def AsyncResult(self, id: str, **kwargs: Any) -> AsyncResult[Any]:
+        return AsyncResult(id, app=self, **kwargs)
+
+
+class Control:
+    """``app.control``: revoke now; inspect arrives with the event log."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    def revoke(self, task_id: str | Iterable[str], terminate: bool = False, signal: str | None = None) -> None:
+        ids = [task_id] if isinstance(task_id, str) else list(task_id)
+        run_sync(self.arevoke(ids, terminate=terminate))
+
+    async def arevoke(self, task_ids: Iterable[str], terminate: bool = False) -> None:
+        broker = (await self.app.clients()).broker
+        await broker.revoke(list(task_ids), terminate=terminate)
+
+
+def current_app() -> Celery:
+    """The app created last, or a default one (as ``shared_task`` needs)."""
+    global _current_app
+    if _current_app is None:
+        _current_app = Celery("default")
+    return _current_app
+
+
+def register_shared(task: Task[Any, Any]) -> None:
+    _shared_tasks[task.name] = task
+
+
+def _django_apps() -> list[str]:
+    try:
+        from django.apps import apps
+    except ImportError:
+        return []
+    return [config.name for config in apps.get_app_configs()]
+
+
+class _TaskDecorator:
+    @overload
+    def __call__(self, fun: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fun: Callable[P, R], /) -> Task[P, R]: ...
+    def __call__(self, fun: Callable[..., Any], /) -> Any: ...
+
+
+class _BoundTaskDecorator:
+    """``@app.task(bind=True)``: the first parameter (the task itself) is not an argument."""
+
+    @overload
+    def __call__(self, fun: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fun: Callable[Concatenate[Any, P], R], /) -> Task[P, R]: ...
+    def __call__(self, fun: Callable[..., Any], /) -> Any: ...
+
+
+App = Celery

@@ -1,0 +1,102 @@
+"""``memory://`` result store: shares its state with the memory broker of the same name."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from .._notify import wait_for_notice
+from ..brokers.memory import MemoryState, state_for
+from ..message import READY_STATES, GroupProgress, ResultRecord
+
+
+def write_records(state: MemoryState, records: Sequence[ResultRecord], expires_s: float | None) -> list[str]:
+    """Write fenced records; the caller holds ``state.lock``. Returns the refused ids."""
+    refused = []
+    expires_at = time.time() + expires_s if expires_s else None
+    for record in records:
+        current = state.results.get(record.task_id)
+        if current is not None and current[0].fencing_token > record.fencing_token:
+            refused.append(record.task_id)
+            continue
+        state.results[record.task_id] = (record, expires_at)
+        if record.state in READY_STATES:
+            state.notifier.notify(f"result:{record.task_id}")
+    return refused
+
+
+class MemoryResultStore:
+    def __init__(self, url: str, expires_s: float | None = 86400.0) -> None:
+        self.url = url
+        self.expires_s = expires_s
+        self.state = state_for(url)
+
+    async def connect(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def store(self, records: Sequence[ResultRecord]) -> list[str]:
+        with self.state.lock:
+            return write_records(self.state, records, self.expires_s)
+
+    def _get(self, task_id: str) -> ResultRecord | None:
+        entry = self.state.results.get(task_id)
+        if entry is None:
+            return None
+        record, expires_at = entry
+        if expires_at is not None and expires_at < time.time():
+            del self.state.results[task_id]
+            return None
+        return record
+
+    async def fetch(self, task_id: str) -> ResultRecord | None:
+        with self.state.lock:
+            return self._get(task_id)
+
+    async def fetch_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
+        with self.state.lock:
+            found = {t: self._get(t) for t in task_ids}
+        return {t: r for t, r in found.items() if r is not None}
+
+    async def wait_ready(self, task_id: str, timeout_s: float | None) -> ResultRecord | None:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        key = f"result:{task_id}"
+        while True:
+            fut = self.state.notifier.subscribe(key)
+            try:
+                record = await self.fetch(task_id)
+                if record is not None and record.state in READY_STATES:
+                    return record
+                remaining = 3600.0 if deadline is None else deadline - loop.time()
+                if remaining <= 0:
+                    return record
+                await wait_for_notice(fut, remaining)
+            finally:
+                self.state.notifier.unsubscribe(key, fut)
+
+    async def forget(self, task_id: str) -> None:
+        with self.state.lock:
+            self.state.results.pop(task_id, None)
+
+    async def record_group_member(
+        self, group_id: str, member_id: str, total: int, record: ResultRecord
+    ) -> GroupProgress:
+        with self.state.lock:
+            write_records(self.state, [record], self.expires_s)
+            done = self.state.groups.setdefault(group_id, set())
+            was_complete = len(done) >= total
+            done.add(member_id)
+            return GroupProgress(len(done), total, not was_complete and len(done) >= total)
+
+    async def save_group(self, group_id: str, member_ids: Sequence[str]) -> None:
+        with self.state.lock:
+            self.state.saved_groups[group_id] = list(member_ids)
+
+    async def restore_group(self, group_id: str) -> list[str] | None:
+        with self.state.lock:
+            return self.state.saved_groups.get(group_id)
+

@@ -1,0 +1,135 @@
+"""``sqlite:///path.db`` result store, in the same file as the SQLite broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Sequence
+
+from .._notify import wait_for_notice
+from .._sqlite_db import (
+    SQLiteDatabase,
+    notify_results,
+    now_ms,
+    path_from_url,
+    transaction,
+    write_records,
+)
+from ..message import READY_STATES, GroupProgress, ResultRecord, decode_record
+
+MAX_POLL_S = 0.25  # get() across processes: bounded back-off from 5 ms to this
+
+
+class SQLiteResultStore:
+    def __init__(self, url: str, expires_s: float | None = 86400.0, db: SQLiteDatabase | None = None) -> None:
+        self.url = url
+        self.expires_s = expires_s
+        self.db = db or SQLiteDatabase(path_from_url(url))
+        self._last_purge_ms = 0
+
+    async def connect(self) -> None:
+        await self.db.open()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def store(self, records: Sequence[ResultRecord]) -> list[str]:
+        def apply(conn: sqlite3.Connection) -> list[str]:
+            self._purge_expired(conn)
+            return write_records(conn, records, self.expires_s)
+
+        refused = await self.db.run(lambda conn: transaction(conn, apply))
+        notify_results(self.db.notifier, records)
+        return refused
+
+    def _purge_expired(self, conn: sqlite3.Connection) -> None:
+        now = now_ms()
+        if now - self._last_purge_ms > 60_000:
+            self._last_purge_ms = now
+            conn.execute("DELETE FROM celeriac_results WHERE expires_at_ms < ?", (now,))
+            conn.execute("DELETE FROM celeriac_groups WHERE expires_at_ms < ?", (now,))
+
+    async def fetch(self, task_id: str) -> ResultRecord | None:
+        return (await self.fetch_many([task_id])).get(task_id)
+
+    async def fetch_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
+        ids = list(task_ids)
+
+        def query(conn: sqlite3.Connection) -> list[bytes]:
+            found: list[bytes] = []
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                found += [r[0] for r in conn.execute(
+                    f"SELECT record FROM celeriac_results WHERE task_id IN ({marks})"
+                    " AND (expires_at_ms IS NULL OR expires_at_ms > ?)",
+                    (*chunk, now_ms()),
+                )]
+            return found
+
+        records = [decode_record(raw) for raw in await self.db.run(query)]
+        return {r.task_id: r for r in records}
+
+    async def wait_ready(self, task_id: str, timeout_s: float | None) -> ResultRecord | None:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        poll_s = 0.005
+        key = f"result:{task_id}"
+        while True:
+            fut = self.db.notifier.subscribe(key)
+            try:
+                record = await self.fetch(task_id)
+                if record is not None and record.state in READY_STATES:
+                    return record
+                remaining = MAX_POLL_S if deadline is None else deadline - loop.time()
+                if remaining <= 0:
+                    return record
+                await wait_for_notice(fut, min(poll_s, remaining))
+                poll_s = min(poll_s * 2, MAX_POLL_S)
+            finally:
+                self.db.notifier.unsubscribe(key, fut)
+
+    async def forget(self, task_id: str) -> None:
+        await self.db.run(
+            lambda conn: conn.execute("DELETE FROM celeriac_results WHERE task_id = ?", (task_id,))
+        )
+
+    async def record_group_member(
+        self, group_id: str, member_id: str, total: int, record: ResultRecord
+    ) -> GroupProgress:
+        def apply(conn: sqlite3.Connection) -> GroupProgress:
+            write_records(conn, [record], self.expires_s)
+            before = _member_count(conn, group_id)
+            conn.execute(
+                "INSERT OR IGNORE INTO celeriac_group_members VALUES (?, ?)", (group_id, member_id)
+            )
+            after = _member_count(conn, group_id)
+            return GroupProgress(after, total, before < total <= after)
+
+        progress = await self.db.run(lambda conn: transaction(conn, apply))
+        notify_results(self.db.notifier, [record])
+        return progress
+
+    async def save_group(self, group_id: str, member_ids: Sequence[str]) -> None:
+        expires = now_ms() + int(self.expires_s * 1000) if self.expires_s else None
+        await self.db.run(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO celeriac_groups VALUES (?, ?, ?)",
+                (group_id, json.dumps(list(member_ids)), expires),
+            )
+        )
+
+    async def restore_group(self, group_id: str) -> list[str] | None:
+        row = await self.db.run(
+            lambda conn: conn.execute(
+                "SELECT member_ids FROM celeriac_groups WHERE group_id = ?", (group_id,)
+            ).fetchone()
+        )
+        return None if row is None else list(json.loads(row[0]))
+
+
+def _member_count(conn: sqlite3.Connection, group_id: str) -> int:
+    return int(conn.execute(
+        "SELECT count(*) FROM celeriac_group_members WHERE group_id = ?", (group_id,)
+    ).fetchone()[0])

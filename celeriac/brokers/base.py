@@ -1,0 +1,104 @@
+"""The broker contract: what every transport does, and nothing more.
+
+A message is in exactly one place at a time: scheduled (waiting for its eta, no lease),
+queued, reserved (under a lease held by one worker, fenced by its delivery count), or
+dead-lettered. Acknowledging removes it. The contract suite in ``tests/contract`` holds
+every implementation to these rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from ..message import DeadLetter, Delivery, ResultRecord
+
+
+@dataclass(slots=True)
+class OutgoingMessage:
+    task_id: str
+    queue: str
+    body: bytes
+    priority: int = 0  # 0-9, 9 first
+    eta_ms: int | None = None  # None or past: queued now; future: scheduled
+
+
+@dataclass(slots=True)
+class BrokerOptions:
+    max_deliveries: int = 5
+    revoked_ttl_s: float = 86400.0 * 7
+    result_expires_s: float | None = 86400.0
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """Async transport for task messages."""
+
+    url: str
+
+    async def connect(self) -> None:
+        """Open connections and check the server; raise ``BrokerUnavailable`` saying how to fix it."""
+
+    async def close(self) -> None: ...
+
+    async def publish(self, messages: Sequence[OutgoingMessage], *, on_duplicate: str = "error") -> None:
+        """Store messages durably before returning.
+
+        A task id that is already scheduled, queued or reserved raises
+        ``DuplicateTaskError`` (``on_duplicate="ignore"`` skips it instead). A batch is
+        checked before any of it is written.
+        """
+
+    async def reserve(
+        self, queues: Sequence[str], max_count: int, *, lease_ms: int, worker_id: str, timeout_s: float
+    ) -> list[Delivery]:
+        """Lease up to ``max_count`` messages, highest priority first, then oldest.
+
+        Due scheduled messages count as queued. Leases that ran out are returned to their
+        queue first (or dead-lettered past ``max_deliveries``). With nothing to hand out,
+        wait up to ``timeout_s`` for a message without polling the broker in a tight loop.
+        """
+
+    async def renew(self, deliveries: Sequence[Delivery], lease_ms: int) -> list[str]:
+        """Extend leases in one call; return the ids whose lease this worker no longer holds."""
+
+    async def ack(
+        self, deliveries: Sequence[Delivery], results: Sequence[ResultRecord] = ()
+    ) -> list[str]:
+        """Remove finished messages; return the ids refused because their token is stale.
+
+        ``results`` are written in the same round trip when ``stores_results_with_ack`` is
+        true for the app's result store; otherwise it is empty.
+        """
+
+    async def release(self, deliveries: Sequence[Delivery]) -> list[str]:
+        """Put reserved messages back at the head of their queue now; return refused ids."""
+
+    async def retry(self, delivery: Delivery, body: bytes, eta_ms: int | None) -> bool:
+        """Replace a reserved message by its next attempt (same id) in one step; fenced."""
+
+    async def dead_letter(self, delivery: Delivery, reason: str) -> bool:
+        """Move a reserved message to the dead-letter queue with ``reason``; fenced."""
+
+    async def revoke(self, task_ids: Sequence[str], *, terminate: bool = False) -> None:
+        """Remember ids as revoked for ``revoked_ttl_s``; ``terminate`` also stops running ones."""
+
+    async def revoked_among(self, task_ids: Sequence[str]) -> dict[str, bool]:
+        """The revoked ids among ``task_ids``, each mapped to its ``terminate`` flag."""
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
+
+    async def requeue_dead_letters(self, task_ids: Sequence[str] | None = None) -> int:
+        """Put dead letters back on their queue with a fresh delivery count; None means all."""
+
+    async def purge_dead_letters(self) -> int: ...
+
+    async def purge(self, queue: str) -> int:
+        """Drop every queued and scheduled message of ``queue``; return how many."""
+
+    async def queue_depths(self) -> dict[str, int]:
+        """Queued-plus-scheduled counts per queue."""
+
+    def stores_results_with_ack(self, store: object) -> bool:
+        """Whether ``ack(results=...)`` can write into ``store`` in the same round trip."""

@@ -1,0 +1,327 @@
+"""``memory://``: broker and result store inside one process.
+
+For users' tests and eager set-ups. State is shared by every app and every event loop in
+the process that names the same ``memory://name``; a lock guards it because the sync
+bridge and the worker run on different threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from .._notify import Notifier, wait_for_notice
+from ..exceptions import DuplicateTaskError
+from ..message import DeadLetter, Delivery, ResultRecord
+from .base import BrokerOptions, OutgoingMessage
+
+SCHEDULED, QUEUED, RESERVED = "scheduled", "queued", "reserved"
+MESSAGES = "messages"
+
+
+@dataclass(slots=True)
+class _Message:
+    task_id: str
+    queue: str
+    body: bytes
+    priority: int
+    eta_ms: int
+    state: str
+    seq: int
+    delivery_count: int = 0
+    lease_expires_at_ms: int = 0
+
+
+@dataclass
+class MemoryState:
+    """Everything one ``memory://name`` holds: messages and results."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    messages: dict[str, _Message] = field(default_factory=dict)
+    ready: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
+    scheduled: list[tuple[int, int, str]] = field(default_factory=list)
+    leases: list[tuple[int, int, str]] = field(default_factory=list)
+    revoked: dict[str, tuple[float, bool]] = field(default_factory=dict)
+    dead: dict[str, DeadLetter] = field(default_factory=dict)
+    results: dict[str, tuple[ResultRecord, float | None]] = field(default_factory=dict)
+    groups: dict[str, set[str]] = field(default_factory=dict)
+    saved_groups: dict[str, list[str]] = field(default_factory=dict)
+    notifier: Notifier = field(default_factory=Notifier)  # "messages" and "result:<id>"
+    seq: itertools.count[int] = field(default_factory=itertools.count)
+
+
+_states: dict[str, MemoryState] = {}
+_states_lock = threading.Lock()
+
+
+def state_for(url: str) -> MemoryState:
+    name = urlparse(url).netloc or "default"
+    with _states_lock:
+        return _states.setdefault(name, MemoryState())
+
+
+class MemoryBroker:
+    """The in-process broker; passes the same contract suite as the servers."""
+
+    def __init__(self, url: str, options: BrokerOptions | None = None) -> None:
+        self.url = url
+        self.options = options or BrokerOptions()
+        self.state = state_for(url)
+        self.clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)
+
+    async def connect(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def stores_results_with_ack(self, store: object) -> bool:
+        return getattr(store, "state", None) is self.state
+
+    # --- publishing -------------------------------------------------------------------
+
+    async def publish(self, messages: Sequence[OutgoingMessage], *, on_duplicate: str = "error") -> None:
+        st = self.state
+        now = self.clock_ms()
+        with st.lock:
+            fresh: list[OutgoingMessage] = []
+            for msg in messages:
+                if msg.task_id in st.messages or any(m.task_id == msg.task_id for m in fresh):
+                    if on_duplicate == "ignore":
+                        continue
+                    raise DuplicateTaskError(
+                        f"task id {msg.task_id!r} is already pending or running; pick a new "
+                        "id, or pass on_duplicate='ignore' to skip it"
+                    )
+                fresh.append(msg)
+            for msg in fresh:
+                eta = msg.eta_ms if msg.eta_ms is not None else now
+                self._put(_Message(msg.task_id, msg.queue, msg.body, msg.priority, eta, QUEUED,
+                                   next(st.seq)), now)
+            if fresh:
+                st.notifier.notify(MESSAGES)
+
+    def _put(self, m: _Message, now: int) -> None:
+        st = self.state
+        st.messages[m.task_id] = m
+        if m.eta_ms > now:
+            m.state = SCHEDULED
+            heapq.heappush(st.scheduled, (m.eta_ms, m.seq, m.task_id))
+        else:
+            m.state = QUEUED
+            heapq.heappush(st.ready.setdefault(m.queue, []), (-m.priority, m.seq, m.task_id))
+
+    # --- reserving ------------------------------------------------------------------
+
+    async def reserve(
+        self, queues: Sequence[str], max_count: int, *, lease_ms: int, worker_id: str, timeout_s: float
+    ) -> list[Delivery]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        notifier = self.state.notifier
+        while True:
+            fut = notifier.subscribe(MESSAGES)
+            try:
+                with self.state.lock:
+                    taken, next_event_ms = self._take(queues, max_count, lease_ms)
+                remaining = deadline - loop.time()
+                if taken or remaining <= 0:
+                    return taken
+                wait_s = remaining
+                if next_event_ms is not None:
+                    wait_s = min(wait_s, max(next_event_ms - self.clock_ms(), 1) / 1000)
+                await wait_for_notice(fut, wait_s)
+            finally:
+                notifier.unsubscribe(MESSAGES, fut)
+
+    def _take(self, queues: Sequence[str], max_count: int, lease_ms: int) -> tuple[list[Delivery], int | None]:
+        st = self.state
+        now = self.clock_ms()
+        self._reclaim_expired(now)
+        while st.scheduled and st.scheduled[0][0] <= now:
+            _, seq, task_id = heapq.heappop(st.scheduled)
+            m = st.messages.get(task_id)
+            if m is not None and m.seq == seq and m.state == SCHEDULED:
+                m.state = QUEUED
+                heapq.heappush(st.ready.setdefault(m.queue, []), (-m.priority, m.seq, task_id))
+        taken: list[Delivery] = []
+        while len(taken) < max_count:
+            best: tuple[int, int, str] | None = None
+            best_queue = ""
+            for queue in queues:
+                heap = st.ready.get(queue)
+                while heap:
+                    head = heap[0]
+                    m = st.messages.get(head[2])
+                    if m is not None and m.seq == head[1] and m.state == QUEUED:
+                        break
+                    heapq.heappop(heap)  # stale entry: acked, moved or re-queued since
+                if heap and (best is None or heap[0] < best):
+                    best, best_queue = heap[0], queue
+            if best is None:
+                break
+            heapq.heappop(st.ready[best_queue])
+            m = st.messages[best[2]]
+            m.state = RESERVED
+            m.delivery_count += 1
+            m.lease_expires_at_ms = now + lease_ms
+            heapq.heappush(st.leases, (m.lease_expires_at_ms, m.delivery_count, m.task_id))
+            taken.append(Delivery(m.task_id, m.queue, m.body, m.delivery_count, m.lease_expires_at_ms))
+        next_events = [h[0][0] for h in (st.scheduled, st.leases) if h]
+        return taken, min(next_events) if next_events else None
+
+    def _reclaim_expired(self, now: int) -> None:
+        st = self.state
+        while st.leases and st.leases[0][0] <= now:
+            _, token, task_id = heapq.heappop(st.leases)
+            m = st.messages.get(task_id)
+            if m is None or m.state != RESERVED or m.delivery_count != token:
+                continue
+            if m.lease_expires_at_ms > now:  # renewed: its fresh heap entry is further on
+                continue
+            if m.delivery_count >= self.options.max_deliveries:
+                self._kill(m, f"delivered {m.delivery_count} times without finishing "
+                              f"(max_deliveries={self.options.max_deliveries}); it may crash "
+                              "or freeze its worker", now)
+                continue
+            m.seq = next(st.seq)
+            m.eta_ms = now
+            self._put(m, now)
+
+    def _kill(self, m: _Message, reason: str, now: int) -> None:
+        self.state.messages.pop(m.task_id, None)
+        self.state.dead[m.task_id] = DeadLetter(m.task_id, m.queue, m.body, reason, now)
+
+    def _held(self, d: Delivery) -> _Message | None:
+        m = self.state.messages.get(d.task_id)
+        if m is None or m.state != RESERVED or m.delivery_count != d.fencing_token:
+            return None
+        return m
+
+    # --- finishing ------------------------------------------------------------------
+
+    async def renew(self, deliveries: Sequence[Delivery], lease_ms: int) -> list[str]:
+        lost = []
+        with self.state.lock:
+            now = self.clock_ms()
+            for d in deliveries:
+                m = self._held(d)
+                if m is None:
+                    lost.append(d.task_id)
+                    continue
+                m.lease_expires_at_ms = now + lease_ms
+                d.lease_expires_at_ms = m.lease_expires_at_ms
+                heapq.heappush(self.state.leases, (m.lease_expires_at_ms, m.delivery_count, m.task_id))
+        return lost
+
+    async def ack(self, deliveries: Sequence[Delivery], results: Sequence[ResultRecord] = ()) -> list[str]:
+        refused = []
+        with self.state.lock:
+            for d in deliveries:
+                if self._held(d) is None:
+                    refused.append(d.task_id)
+                else:
+                    del self.state.messages[d.task_id]
+            if results:
+                from ..backends.memory import write_records
+
+                kept = [r for r in results if r.task_id not in refused]
+                write_records(self.state, kept, self.options.result_expires_s)
+        return refused
+
+    async def release(self, deliveries: Sequence[Delivery]) -> list[str]:
+        refused = []
+        with self.state.lock:
+            now = self.clock_ms()
+            for d in deliveries:
+                m = self._held(d)
+                if m is None:
+                    refused.append(d.task_id)
+                    continue
+                m.seq = -next(self.state.seq)  # negative: ahead of everything of its priority
+                m.eta_ms = now
+                self._put(m, now)
+            self.state.notifier.notify(MESSAGES)
+        return refused
+
+    async def retry(self, delivery: Delivery, body: bytes, eta_ms: int | None) -> bool:
+        with self.state.lock:
+            m = self._held(delivery)
+            if m is None:
+                return False
+            now = self.clock_ms()
+            m.body, m.seq = body, next(self.state.seq)
+            m.eta_ms = eta_ms if eta_ms is not None else now
+            self._put(m, now)
+            self.state.notifier.notify(MESSAGES)
+        return True
+
+    async def dead_letter(self, delivery: Delivery, reason: str) -> bool:
+        with self.state.lock:
+            m = self._held(delivery)
+            if m is None:
+                return False
+            self._kill(m, reason, self.clock_ms())
+        return True
+
+    # --- revoking and the dead-letter queue ------------------------------------------
+
+    async def revoke(self, task_ids: Sequence[str], *, terminate: bool = False) -> None:
+        until = time.time() + self.options.revoked_ttl_s
+        with self.state.lock:
+            for task_id in task_ids:
+                self.state.revoked[task_id] = (until, terminate)
+
+    async def revoked_among(self, task_ids: Sequence[str]) -> dict[str, bool]:
+        now = time.time()
+        found = {}
+        with self.state.lock:
+            for task_id in task_ids:
+                entry = self.state.revoked.get(task_id)
+                if entry is not None and entry[0] > now:
+                    found[task_id] = entry[1]
+        return found
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        with self.state.lock:
+            return list(self.state.dead.values())[:limit]
+
+    async def requeue_dead_letters(self, task_ids: Sequence[str] | None = None) -> int:
+        with self.state.lock:
+            ids = list(self.state.dead) if task_ids is None else [t for t in task_ids if t in self.state.dead]
+            now = self.clock_ms()
+            for task_id in ids:
+                if task_id in self.state.messages:
+                    continue
+                dl = self.state.dead.pop(task_id)
+                self._put(_Message(task_id, dl.queue, dl.body, 0, now, QUEUED, next(self.state.seq)), now)
+            self.state.notifier.notify(MESSAGES)
+            return len(ids)
+
+    async def purge_dead_letters(self) -> int:
+        with self.state.lock:
+            count = len(self.state.dead)
+            self.state.dead.clear()
+            return count
+
+    async def purge(self, queue: str) -> int:
+        with self.state.lock:
+            doomed = [m.task_id for m in self.state.messages.values()
+                      if m.queue == queue and m.state in (QUEUED, SCHEDULED)]
+            for task_id in doomed:
+                del self.state.messages[task_id]
+            return len(doomed)
+
+    async def queue_depths(self) -> dict[str, int]:
+        depths: dict[str, int] = {}
+        with self.state.lock:
+            for m in self.state.messages.values():
+                if m.state in (QUEUED, SCHEDULED):
+                    depths[m.queue] = depths.get(m.queue, 0) + 1
+        return depths

@@ -1,0 +1,364 @@
+"""``sqlite:///path.db``: the embedded default broker.
+
+Durable and zero set-up; many processes on one host share the file (WAL). Every state
+change is one ``BEGIN IMMEDIATE`` transaction, so reserving, reclaiming and acking are
+atomic across processes. SQLite cannot notify other processes, so an idle worker polls
+``PRAGMA data_version`` (a counter read without a lock) with a bounded back-off, and is
+woken at once by publishers in its own process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Sequence
+
+from .._notify import wait_for_notice
+from .._sqlite_db import (
+    SQLiteDatabase,
+    notify_results,
+    now_ms,
+    path_from_url,
+    transaction,
+    write_records,
+)
+from ..exceptions import DuplicateTaskError
+from ..message import DeadLetter, Delivery, ResultRecord
+from .base import BrokerOptions, OutgoingMessage
+
+QUEUED, RESERVED, SCHEDULED = 0, 1, 2
+MESSAGES = "messages"
+MAX_IDLE_POLL_S = 0.1
+MIN_IDLE_POLL_S = 0.002
+
+
+class SQLiteBroker:
+    def __init__(self, url: str, options: BrokerOptions | None = None) -> None:
+        self.url = url
+        self.options = options or BrokerOptions()
+        self.path = path_from_url(url)
+        self.db = SQLiteDatabase(self.path)
+
+    async def connect(self) -> None:
+        await self.db.open()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    def stores_results_with_ack(self, store: object) -> bool:
+        return getattr(store, "db", None) is self.db
+
+    def shared_connection_for(self) -> SQLiteDatabase:
+        """The connection a result store on the same file uses, so ack and result commit together."""
+        return self.db
+
+    # --- publishing -------------------------------------------------------------------
+
+    async def publish(self, messages: Sequence[OutgoingMessage], *, on_duplicate: str = "error") -> None:
+        def insert(conn: sqlite3.Connection) -> None:
+            now = now_ms()
+            rows = []
+            for msg in messages:
+                due = msg.eta_ms if msg.eta_ms is not None else now
+                state = SCHEDULED if due > now else QUEUED
+                rows.append((msg.task_id, msg.queue, msg.body, msg.priority, due, state))
+            if on_duplicate != "ignore":
+                _refuse_duplicates(conn, [m.task_id for m in messages])
+            conn.executemany(
+                "INSERT OR IGNORE INTO celeriac_messages"
+                " (task_id, queue, body, priority, available_at_ms, state)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+        await self.db.run(lambda conn: transaction(conn, insert))
+        self.db.notifier.notify(MESSAGES)
+
+    # --- reserving ------------------------------------------------------------------
+
+    async def reserve(
+        self, queues: Sequence[str], max_count: int, *, lease_ms: int, worker_id: str, timeout_s: float
+    ) -> list[Delivery]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        notifier = self.db.notifier
+        poll_s = MIN_IDLE_POLL_S
+        while True:
+            fut = notifier.subscribe(MESSAGES)
+            try:
+                taken, next_event_ms, version = await self.db.run(
+                    lambda conn: self._take(conn, list(queues), max_count, lease_ms, worker_id)
+                )
+                if taken or loop.time() >= deadline:
+                    return taken
+                # Nothing to take: sleep until a local publish, a change by another
+                # process (seen through data_version), a due eta or lease, or the deadline.
+                while True:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    wait_s = min(poll_s, remaining)
+                    if next_event_ms is not None:
+                        wait_s = min(wait_s, max(next_event_ms - now_ms(), 1) / 1000)
+                    if await wait_for_notice(fut, wait_s):
+                        poll_s = MIN_IDLE_POLL_S
+                        break
+                    poll_s = min(poll_s * 2, MAX_IDLE_POLL_S)
+                    if next_event_ms is not None and now_ms() >= next_event_ms:
+                        break
+                    if await self.db.run(_data_version) != version:
+                        break
+            finally:
+                notifier.unsubscribe(MESSAGES, fut)
+
+    def _take(
+        self, conn: sqlite3.Connection, queues: list[str], max_count: int, lease_ms: int, worker_id: str
+    ) -> tuple[list[Delivery], int | None, int]:
+        now = now_ms()
+        marks = ",".join("?" * len(queues))
+        # A read-only look first: an idle worker must not take the write lock every poll.
+        has_work = conn.execute(
+            f"SELECT EXISTS (SELECT 1 FROM celeriac_messages WHERE state = 0 AND queue IN ({marks}))"
+            " OR EXISTS (SELECT 1 FROM celeriac_messages WHERE state = 2 AND available_at_ms <= ?)"
+            " OR EXISTS (SELECT 1 FROM celeriac_messages WHERE state = 1 AND lease_expires_at_ms <= ?)",
+            (*queues, now, now),
+        ).fetchone()[0]
+        taken: list[Delivery] = []
+        if has_work:
+            taken = transaction(conn, lambda c: self._take_locked(c, queues, marks, max_count, lease_ms, worker_id))
+        next_event_ms = conn.execute(
+            "SELECT min(t) FROM (SELECT min(available_at_ms) AS t FROM celeriac_messages WHERE state = 2"
+            " UNION ALL SELECT min(lease_expires_at_ms) FROM celeriac_messages WHERE state = 1)"
+        ).fetchone()[0]
+        return taken, next_event_ms, _data_version(conn)
+
+    def _take_locked(
+        self, conn: sqlite3.Connection, queues: list[str], marks: str, max_count: int, lease_ms: int,
+        worker_id: str,
+    ) -> list[Delivery]:
+        now = now_ms()
+        self._reclaim_expired(conn, now)
+        conn.execute(
+            "UPDATE celeriac_messages SET state = 0 WHERE state = 2 AND available_at_ms <= ?", (now,)
+        )
+        rows = conn.execute(
+            "UPDATE celeriac_messages SET state = 1, delivery_count = delivery_count + 1,"
+            " lease_expires_at_ms = ?, worker_id = ?"
+            " WHERE task_id IN (SELECT task_id FROM celeriac_messages"
+            f"  WHERE state = 0 AND queue IN ({marks})"
+            "  ORDER BY priority DESC, available_at_ms, rowid LIMIT ?)"
+            " RETURNING task_id, queue, body, delivery_count, priority, available_at_ms",
+            (now + lease_ms, worker_id, *queues, max_count),
+        ).fetchall()
+        rows.sort(key=lambda r: (-r[4], r[5]))  # RETURNING has no defined order
+        return [Delivery(r[0], r[1], r[2], r[3], now + lease_ms) for r in rows]
+
+    def _reclaim_expired(self, conn: sqlite3.Connection, now: int) -> None:
+        limit = self.options.max_deliveries
+        reason = (
+            f"delivered {{n}} times without finishing (max_deliveries={limit}); it may crash or "
+            "freeze its worker"
+        )
+        conn.execute(
+            "INSERT OR REPLACE INTO celeriac_dead_letters (task_id, queue, body, reason, failed_at_ms)"
+            " SELECT task_id, queue, body, replace(?, '{n}', delivery_count), ? FROM celeriac_messages"
+            " WHERE state = 1 AND lease_expires_at_ms <= ? AND delivery_count >= ?",
+            (reason, now, now, limit),
+        )
+        conn.execute(
+            "DELETE FROM celeriac_messages WHERE state = 1 AND lease_expires_at_ms <= ?"
+            " AND delivery_count >= ?",
+            (now, limit),
+        )
+        conn.execute(
+            "UPDATE celeriac_messages SET state = 0, worker_id = NULL, lease_expires_at_ms = NULL,"
+            " available_at_ms = ? WHERE state = 1 AND lease_expires_at_ms <= ?",
+            (now, now),
+        )
+
+    # --- finishing ------------------------------------------------------------------
+
+    async def _fenced(self, deliveries: Sequence[Delivery], sql: str, extra: tuple[object, ...] = ()) -> list[str]:
+        """Run ``sql`` (which ends in the fencing WHERE) once per delivery; return refused ids."""
+
+        def apply(conn: sqlite3.Connection) -> list[str]:
+            refused = []
+            for d in deliveries:
+                if conn.execute(sql, (*extra, d.task_id, d.fencing_token)).rowcount == 0:
+                    refused.append(d.task_id)
+            return refused
+
+        return await self.db.run(lambda conn: transaction(conn, apply))
+
+    async def renew(self, deliveries: Sequence[Delivery], lease_ms: int) -> list[str]:
+        expires = now_ms() + lease_ms
+        lost = await self._fenced(
+            deliveries,
+            "UPDATE celeriac_messages SET lease_expires_at_ms = ?"
+            " WHERE task_id = ? AND delivery_count = ? AND state = 1",
+            (expires,),
+        )
+        for d in deliveries:
+            d.lease_expires_at_ms = expires
+        return lost
+
+    async def ack(self, deliveries: Sequence[Delivery], results: Sequence[ResultRecord] = ()) -> list[str]:
+        def apply(conn: sqlite3.Connection) -> list[str]:
+            refused = []
+            for d in deliveries:
+                cursor = conn.execute(
+                    "DELETE FROM celeriac_messages WHERE task_id = ? AND delivery_count = ? AND state = 1",
+                    (d.task_id, d.fencing_token),
+                )
+                if cursor.rowcount == 0:
+                    refused.append(d.task_id)
+            if results:
+                kept = [r for r in results if r.task_id not in refused]
+                write_records(conn, kept, self.options.result_expires_s)
+            return refused
+
+        refused = await self.db.run(lambda conn: transaction(conn, apply))
+        notify_results(self.db.notifier, results)
+        return refused
+
+    async def release(self, deliveries: Sequence[Delivery]) -> list[str]:
+        # available_at 0 puts a released message ahead of everything of its priority.
+        refused = await self._fenced(
+            deliveries,
+            "UPDATE celeriac_messages SET state = 0, worker_id = NULL, lease_expires_at_ms = NULL,"
+            " available_at_ms = 0 WHERE task_id = ? AND delivery_count = ? AND state = 1",
+        )
+        self.db.notifier.notify(MESSAGES)
+        return refused
+
+    async def retry(self, delivery: Delivery, body: bytes, eta_ms: int | None) -> bool:
+        now = now_ms()
+        due = eta_ms if eta_ms is not None else now
+        refused = await self._fenced(
+            [delivery],
+            "UPDATE celeriac_messages SET state = ?, body = ?, available_at_ms = ?, worker_id = NULL,"
+            " lease_expires_at_ms = NULL WHERE task_id = ? AND delivery_count = ? AND state = 1",
+            (SCHEDULED if due > now else QUEUED, body, due),
+        )
+        self.db.notifier.notify(MESSAGES)
+        return not refused
+
+    async def dead_letter(self, delivery: Delivery, reason: str) -> bool:
+        def apply(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "DELETE FROM celeriac_messages WHERE task_id = ? AND delivery_count = ? AND state = 1"
+                " RETURNING queue, body",
+                (delivery.task_id, delivery.fencing_token),
+            ).fetchone()
+            if row is None:
+                return False
+            conn.execute(
+                "INSERT OR REPLACE INTO celeriac_dead_letters VALUES (?, ?, ?, ?, ?)",
+                (delivery.task_id, row[0], row[1], reason, now_ms()),
+            )
+            return True
+
+        return await self.db.run(lambda conn: transaction(conn, apply))
+
+    # --- revoking and the dead-letter queue ------------------------------------------
+
+    async def revoke(self, task_ids: Sequence[str], *, terminate: bool = False) -> None:
+        until = now_ms() + int(self.options.revoked_ttl_s * 1000)
+
+        def apply(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM celeriac_revoked WHERE expires_at_ms < ?", (now_ms(),))
+            conn.executemany(
+                "INSERT OR REPLACE INTO celeriac_revoked VALUES (?, ?, ?)",
+                [(t, until, terminate) for t in task_ids],
+            )
+
+        await self.db.run(lambda conn: transaction(conn, apply))
+
+    async def revoked_among(self, task_ids: Sequence[str]) -> dict[str, bool]:
+        if not task_ids:
+            return {}
+        ids = list(task_ids)
+
+        def query(conn: sqlite3.Connection) -> dict[str, bool]:
+            marks = ",".join("?" * len(ids))
+            rows = conn.execute(
+                f"SELECT task_id, terminate FROM celeriac_revoked WHERE task_id IN ({marks})"
+                " AND expires_at_ms > ?",
+                (*ids, now_ms()),
+            ).fetchall()
+            return {r[0]: bool(r[1]) for r in rows}
+
+        return await self.db.run(query)
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        rows = await self.db.run(
+            lambda conn: conn.execute(
+                "SELECT task_id, queue, body, reason, failed_at_ms FROM celeriac_dead_letters"
+                " ORDER BY failed_at_ms LIMIT ?",
+                (limit,),
+            ).fetchall()
+        )
+        return [DeadLetter(*r) for r in rows]
+
+    async def requeue_dead_letters(self, task_ids: Sequence[str] | None = None) -> int:
+        def apply(conn: sqlite3.Connection) -> int:
+            where, params = "", tuple[str, ...]()
+            if task_ids is not None:
+                where = f" WHERE task_id IN ({','.join('?' * len(task_ids))})"
+                params = tuple(task_ids)
+            rows = conn.execute(
+                f"DELETE FROM celeriac_dead_letters{where} RETURNING task_id, queue, body", params
+            ).fetchall()
+            conn.executemany(
+                "INSERT OR IGNORE INTO celeriac_messages (task_id, queue, body, priority, available_at_ms,"
+                " state) VALUES (?, ?, ?, 0, ?, 0)",
+                [(r[0], r[1], r[2], now_ms()) for r in rows],
+            )
+            return len(rows)
+
+        count = await self.db.run(lambda conn: transaction(conn, apply))
+        self.db.notifier.notify(MESSAGES)
+        return count
+
+    async def purge_dead_letters(self) -> int:
+        return await self.db.run(
+            lambda conn: conn.execute("DELETE FROM celeriac_dead_letters").rowcount
+        )
+
+    async def purge(self, queue: str) -> int:
+        return await self.db.run(
+            lambda conn: conn.execute(
+                "DELETE FROM celeriac_messages WHERE queue = ? AND state IN (0, 2)", (queue,)
+            ).rowcount
+        )
+
+    async def queue_depths(self) -> dict[str, int]:
+        rows = await self.db.run(
+            lambda conn: conn.execute(
+                "SELECT queue, count(*) FROM celeriac_messages WHERE state IN (0, 2) GROUP BY queue"
+            ).fetchall()
+        )
+        return {r[0]: r[1] for r in rows}
+
+
+def _data_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def _refuse_duplicates(conn: sqlite3.Connection, task_ids: list[str]) -> None:
+    """Raise before anything of the batch is written if an id is pending or repeated."""
+    taken: list[str] = []
+    if len(set(task_ids)) != len(task_ids):
+        seen: set[str] = set()
+        taken = [t for t in task_ids if t in seen or seen.add(t)]  # type: ignore[func-returns-value]
+    for start in range(0, len(task_ids), 500):
+        chunk = task_ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        taken += [r[0] for r in conn.execute(
+            f"SELECT task_id FROM celeriac_messages WHERE task_id IN ({marks})", chunk
+        )]
+    if taken:
+        raise DuplicateTaskError(
+            f"task id {taken[0]!r} is already pending or running; pick a new id, or pass "
+            "on_duplicate='ignore' to skip it"
+        )

@@ -1,0 +1,62 @@
+-- celeriac's tables in its own SQLite file (never the application's database).
+-- Applied at every connect; every statement is idempotent.
+--
+-- A message row is in one state: 0 queued, 1 reserved (leased to worker_id until
+-- lease_expires_at_ms, fenced by delivery_count), 2 scheduled (waits for
+-- available_at_ms; holds no lease). Acknowledging deletes the row, so a task id can be
+-- reused once its task is done, never while it is pending or running.
+
+CREATE TABLE IF NOT EXISTS celeriac_messages (
+    task_id TEXT PRIMARY KEY,
+    queue TEXT NOT NULL,
+    body BLOB NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    available_at_ms INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    delivery_count INTEGER NOT NULL DEFAULT 0,
+    lease_expires_at_ms INTEGER,
+    worker_id TEXT
+);
+CREATE INDEX IF NOT EXISTS celeriac_messages_ready
+    ON celeriac_messages (queue, priority DESC, available_at_ms) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS celeriac_messages_leases
+    ON celeriac_messages (lease_expires_at_ms) WHERE state = 1;
+CREATE INDEX IF NOT EXISTS celeriac_messages_schedule
+    ON celeriac_messages (available_at_ms) WHERE state = 2;
+
+CREATE TABLE IF NOT EXISTS celeriac_dead_letters (
+    task_id TEXT PRIMARY KEY,
+    queue TEXT NOT NULL,
+    body BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    failed_at_ms INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS celeriac_revoked (
+    task_id TEXT PRIMARY KEY,
+    expires_at_ms INTEGER NOT NULL,
+    terminate INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS celeriac_results (
+    task_id TEXT PRIMARY KEY,
+    is_ready INTEGER NOT NULL,
+    fencing_token INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    expires_at_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS celeriac_results_expiry
+    ON celeriac_results (expires_at_ms) WHERE expires_at_ms IS NOT NULL;
+
+-- One row per finished member: the primary key makes recording a member idempotent.
+CREATE TABLE IF NOT EXISTS celeriac_group_members (
+    group_id TEXT NOT NULL,
+    member_id TEXT NOT NULL,
+    PRIMARY KEY (group_id, member_id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS celeriac_groups (
+    group_id TEXT PRIMARY KEY,
+    member_ids TEXT NOT NULL,
+    expires_at_ms INTEGER
+);

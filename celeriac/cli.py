@@ -1,0 +1,94 @@
+"""``celeriac``: the command line, with Celery's ``-A proj`` before the sub-command."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from .app import Celery
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-A", "--app", "app_path", default=None, envvar="CELERIAC_APP",
+              help="The app: module, module:attribute or package (finds .celery).")
+@click.option("-b", "--broker", default=None, help="Broker URL, overriding the app's.")
+@click.option("--workdir", default=None, help="Change to this directory first.")
+@click.pass_context
+def main(ctx: click.Context, app_path: str | None, broker: str | None, workdir: str | None) -> None:
+    """celeriac: a Celery-compatible task queue."""
+    if workdir:
+        os.chdir(workdir)
+    ctx.obj = {"app_path": app_path, "broker": broker}
+
+
+def load_app(ctx: click.Context) -> Celery:
+    """Find the app the way Celery's -A does."""
+    obj = ctx.find_root().obj or {}
+    path, broker = obj.get("app_path"), obj.get("broker")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    if path is None:
+        from .app import current_app
+
+        app = current_app()
+    else:
+        app = find_app(path)
+    if broker:
+        app.conf.broker_url = broker
+    return app
+
+
+def find_app(path: str) -> Celery:
+    from .app import Celery
+
+    module_name, _, attribute = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise click.UsageError(f"cannot import {module_name!r} for -A {path}: {exc}") from exc
+    if attribute:
+        found: Any = module
+        for part in attribute.split("."):
+            found = getattr(found, part)
+        if callable(found) and not isinstance(found, Celery):
+            found = found()
+        if not isinstance(found, Celery):
+            raise click.UsageError(f"-A {path} is a {type(found).__name__}, not a Celery app")
+        return found
+    for name in ("app", "celery"):
+        candidate = getattr(module, name, None)
+        if isinstance(candidate, Celery):
+            return candidate
+    for value in vars(module).values():
+        if isinstance(value, Celery):
+            return value
+    try:
+        return find_app(f"{module_name}.celery")
+    except click.UsageError:
+        pass
+    raise click.UsageError(
+        f"no Celery app found in {module_name!r}; name it app or celery, or pass -A module:attribute"
+    )
+
+
+def _register() -> None:
+    from .worker.cli import worker_command
+
+    main.add_command(worker_command)
+    try:
+        from .demo.cli import demo_command
+    except ImportError:
+        pass
+    else:
+        main.add_command(demo_command)
+    from .tools import register_tools
+
+    register_tools(main)
+
+
+_register()

@@ -1,0 +1,55 @@
+"""``self.request``: what a running task knows about its own call.
+
+A context variable, so concurrent async tasks on one loop and tasks on pool threads each
+see their own request.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Request:
+    id: str | None = None
+    task: str | None = None
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    retries: int = 0
+    delivery_info: dict[str, Any] = field(default_factory=dict)
+    root_id: str | None = None
+    parent_id: str | None = None
+    group: str | None = None
+    group_index: int | None = None
+    eta: str | None = None
+    expires: str | None = None
+    hostname: str | None = None
+    is_eager: bool = False
+    headers: dict[str, Any] = field(default_factory=dict)
+    ignore_result: bool = False
+    callbacks: list[dict[str, Any]] = field(default_factory=list)
+    errbacks: list[dict[str, Any]] = field(default_factory=list)
+    chord: dict[str, Any] | None = None
+    timelimit: tuple[float | None, float | None] = (None, None)
+    delivery_count: int = 0  # the fencing token of this run
+    origin: str | None = None
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self, name, default)
+
+
+_current: contextvars.ContextVar[Request | None] = contextvars.ContextVar("celeriac_request", default=None)
+
+
+def current_request() -> Request | None:
+    return _current.get()
+
+
+def set_request(request: Request | None) -> contextvars.Token[Request | None]:
+    return _current.set(request)
+
+
+def reset_request(token: contextvars.Token[Request | None]) -> None:
+    _current.reset(token)

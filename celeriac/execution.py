@@ -1,0 +1,201 @@
+"""Running one task body and deciding what its ending means.
+
+The worker and eager ``apply()`` both call :func:`execute`; this is the only place that
+turns an exception into success, failure, retry, ignore or reject, so there is one
+retry policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import random
+import time
+import traceback
+from collections.abc import Callable, Coroutine, Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from .context import Request, reset_request, set_request
+from .exceptions import (
+    Ignore,
+    MaxRetriesExceededError,
+    Reject,
+    Retry,
+    SoftTimeLimitExceeded,
+    TimeLimitExceeded,
+)
+
+if TYPE_CHECKING:
+    from .task import Task
+
+OutcomeKind = Literal["success", "failure", "retry", "ignore", "reject"]
+RunInThread = Callable[[Callable[[], Any]], "asyncio.Future[Any]"]
+
+
+@dataclass(slots=True)
+class Outcome:
+    kind: OutcomeKind
+    value: Any = None
+    exc: BaseException | None = None
+    traceback: str | None = None
+    retry_in_s: float | None = None  # for "retry": delay before the next attempt
+    retry_args: tuple[list[Any], dict[str, Any]] | None = None  # new args given to retry()
+    runtime_s: float = 0.0
+
+
+async def execute(
+    task: Task[Any, Any], request: Request, run_in_thread: RunInThread | None,
+    time_limit: float | None, soft_time_limit: float | None,
+) -> Outcome:
+    """Run ``task`` for ``request`` and classify how it ended."""
+    started = time.perf_counter()
+    try:
+        value = await _call(task, request, run_in_thread, time_limit, soft_time_limit)
+    except Retry as exc:
+        outcome = Outcome("retry", exc=exc.exc or exc, retry_in_s=exc.when,
+                          retry_args=getattr(exc, "new_args", None))
+    except Ignore:
+        outcome = Outcome("ignore")
+    except Reject as exc:
+        outcome = Outcome("reject", exc=exc)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        outcome = _failure_or_autoretry(task, request, exc)
+    else:
+        outcome = Outcome("success", value=value)
+    outcome.runtime_s = time.perf_counter() - started
+    return outcome
+
+
+def _failure_or_autoretry(task: Task[Any, Any], request: Request, exc: Exception) -> Outcome:
+    tb = traceback.format_exc()
+    if (
+        task.autoretry_for
+        and isinstance(exc, task.autoretry_for)
+        and not (task.dont_autoretry_for and isinstance(exc, task.dont_autoretry_for))
+        and (task.max_retries is None or request.retries < task.max_retries)
+    ):
+        return Outcome("retry", exc=exc, traceback=tb, retry_in_s=retry_delay(task, request.retries))
+    return Outcome("failure", exc=exc, traceback=tb)
+
+
+def retry_delay(task: Task[Any, Any], retries: int) -> float:
+    """Seconds before attempt ``retries + 1``: Celery's exponential back-off with full jitter."""
+    backoff = task.retry_backoff
+    if not backoff:
+        return float(task.default_retry_delay)
+    factor = 1 if backoff is True else int(backoff)
+    countdown = min(int(task.retry_backoff_max), factor * (2**retries))
+    if task.retry_jitter:
+        countdown = random.randrange(countdown + 1)
+    return float(max(0, countdown))
+
+
+def check_can_retry(task: Task[Any, Any], request: Request, exc: BaseException | None,
+                    max_retries: int | None) -> None:
+    limit = task.max_retries if max_retries is None else max_retries
+    if limit is not None and request.retries >= limit:
+        if exc is not None:
+            raise exc
+        raise MaxRetriesExceededError(
+            f"can't retry {task.name}[{request.id}]: max_retries={limit} reached "
+            f"(args={request.args!r}, kwargs={request.kwargs!r})"
+        )
+
+
+async def _call(
+    task: Task[Any, Any], request: Request, run_in_thread: RunInThread | None,
+    time_limit: float | None, soft_time_limit: float | None,
+) -> Any:
+    args = request.args
+    kwargs = request.kwargs
+    if task.is_async:
+        token = set_request(request)
+        try:
+            coro = task.run(*args, **kwargs)
+            if soft_time_limit:
+                coro = _with_soft_limit(coro, soft_time_limit)
+            if time_limit:
+                try:
+                    async with asyncio.timeout(time_limit):
+                        return await coro
+                except TimeoutError:
+                    raise TimeLimitExceeded(
+                        f"task {task.name}[{request.id}] ran past time_limit={time_limit}s"
+                    ) from None
+            return await coro
+        finally:
+            reset_request(token)
+
+    def in_thread() -> Any:
+        token = set_request(request)
+        try:
+            return task.run(*args, **kwargs)
+        finally:
+            reset_request(token)
+
+    if run_in_thread is None:  # eager apply(): run right here
+        return in_thread()
+    ctx = contextvars.copy_context()
+    future = run_in_thread(lambda: ctx.run(in_thread))
+    if time_limit:
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), time_limit)
+        except TimeoutError:
+            raise TimeLimitExceeded(
+                f"task {task.name}[{request.id}] ran past time_limit={time_limit}s; its thread "
+                "cannot be stopped and is abandoned (its late writes are fenced off). Use an "
+                "async def task or the prefork pool for work that must be stopped."
+            ) from None
+    return await future
+
+
+async def _with_soft_limit(coro: Coroutine[Any, Any, Any], soft_s: float) -> Any:
+    task = asyncio.current_task()
+    assert task is not None
+    interruptible = _Interruptible(coro, task)
+    handle = asyncio.get_running_loop().call_later(soft_s, interruptible.interrupt)
+    try:
+        return await interruptible
+    finally:
+        handle.cancel()
+
+
+class _Interruptible:
+    """Drives a coroutine and can throw ``SoftTimeLimitExceeded`` into it at its await point.
+
+    Cancelling the asyncio task wakes the coroutine wherever it waits; this wrapper
+    swallows that cancellation and throws the soft-limit exception instead, so the task
+    body can catch it and clean up, as with Celery.
+    """
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], task: asyncio.Task[Any]) -> None:
+        self.coro = coro
+        self.task = task
+        self.pending: BaseException | None = None
+
+    def interrupt(self) -> None:
+        self.pending = SoftTimeLimitExceeded("soft time limit exceeded")
+        self.task.cancel()
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        to_send: Any = None
+        to_throw: BaseException | None = None
+        while True:
+            try:
+                yielded = self.coro.throw(to_throw) if to_throw is not None else self.coro.send(to_send)
+            except StopIteration as stop:
+                return stop.value
+            to_send, to_throw = None, None
+            try:
+                to_send = yield yielded
+            except asyncio.CancelledError as exc:
+                if self.pending is not None:
+                    to_throw, self.pending = self.pending, None
+                    self.task.uncancel()
+                else:
+                    to_throw = exc
+            except BaseException as exc:
+                to_throw = exc

@@ -1,0 +1,167 @@
+"""The envelope a task travels in, what a broker hands a worker, and what a result holds.
+
+One versioned schema, JSON on the wire. Times are epoch milliseconds so every process
+and every broker reads them the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from .exceptions import SerializationError
+from .serialization import from_wire, loads_pickle, needs_from_wire
+
+ENVELOPE_VERSION = 1
+
+
+class Envelope(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """One task message. Unknown fields are ignored so newer producers can add some."""
+
+    v: int = ENVELOPE_VERSION
+    id: str
+    task: str
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    queue: str = "celery"
+    priority: int = 0
+    eta_ms: int | None = None
+    expires_ms: int | None = None
+    retries: int = 0
+    root_id: str | None = None
+    parent_id: str | None = None
+    group_id: str | None = None
+    group_index: int | None = None
+    ignore_result: bool = False
+    headers: dict[str, Any] = {}
+    link: list[dict[str, Any]] = []
+    link_error: list[dict[str, Any]] = []
+    chord: dict[str, Any] | None = None
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    serializer: str = "json"
+    payload: str | None = None  # pickled (args, kwargs) when serializer == "pickle"
+    shadow: str | None = None
+    sent_at_ms: float = 0.0
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Envelope)
+
+
+def encode_envelope(envelope: Envelope) -> bytes:
+    return _encoder.encode(envelope)
+
+
+def decode_envelope(raw: bytes, accept_content: frozenset[str]) -> Envelope:
+    """Decode a message; raises ``SerializationError`` with the reason if it is unusable."""
+    try:
+        envelope = _decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise SerializationError(f"malformed message: {exc}") from exc
+    if envelope.v > ENVELOPE_VERSION:
+        raise SerializationError(
+            f"message schema version {envelope.v} is newer than this worker's "
+            f"({ENVELOPE_VERSION}); upgrade the worker"
+        )
+    if envelope.serializer not in accept_content:
+        raise SerializationError(
+            f"message uses serializer {envelope.serializer!r}, which this worker does not "
+            f"accept (accept_content={sorted(accept_content)})"
+        )
+    if envelope.serializer == "pickle":
+        if envelope.payload is None:
+            raise SerializationError("pickle message without a payload")
+        args, kwargs = loads_pickle(envelope.payload)
+        envelope.args, envelope.kwargs = list(args), dict(kwargs)
+    elif needs_from_wire(raw):
+        envelope.args = from_wire(envelope.args)
+        envelope.kwargs = from_wire(envelope.kwargs)
+    return envelope
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(slots=True)
+class Delivery:
+    """A reserved message: its bytes plus what proves this worker holds it.
+
+    ``fencing_token`` is the message's delivery count at reservation. Ack, renew, retry
+    and result writes name it; the broker refuses them once another delivery exists.
+    """
+
+    task_id: str
+    queue: str
+    body: bytes
+    fencing_token: int
+    lease_expires_at_ms: int = 0
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    task_id: str
+    queue: str
+    body: bytes
+    reason: str
+    failed_at_ms: int
+
+
+# Task states, as Celery names them.
+PENDING = "PENDING"
+RECEIVED = "RECEIVED"
+STARTED = "STARTED"
+RETRY = "RETRY"
+SUCCESS = "SUCCESS"
+FAILURE = "FAILURE"
+REVOKED = "REVOKED"
+READY_STATES = frozenset({SUCCESS, FAILURE, REVOKED})
+UNREADY_STATES = frozenset({PENDING, RECEIVED, STARTED, RETRY})
+EXCEPTION_STATES = frozenset({FAILURE, RETRY, REVOKED})
+
+
+class ResultRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """What the result store holds for one task id."""
+
+    task_id: str
+    state: str
+    result: Any = None  # the return value in wire form, when SUCCESS
+    exc_type: str | None = None  # "module.QualName" of the exception
+    exc_message: str | None = None
+    traceback: str | None = None
+    date_done_ms: int | None = None
+    name: str | None = None
+    args: list[Any] | None = None  # only with result_extended
+    kwargs: dict[str, Any] | None = None
+    retries: int = 0
+    worker: str | None = None
+    parent_id: str | None = None
+    group_id: str | None = None
+    children: list[str] = []
+    fencing_token: int = 0
+
+
+_record_encoder = msgspec.json.Encoder()
+_record_decoder = msgspec.json.Decoder(ResultRecord)
+
+
+def encode_record(record: ResultRecord) -> bytes:
+    return _record_encoder.encode(record)
+
+
+def decode_record(raw: bytes | str) -> ResultRecord:
+    return _record_decoder.decode(raw)
+
+
+@dataclass(slots=True)
+class GroupProgress:
+    """What recording one chord/group member returned."""
+
+    done_count: int
+    total: int
+    is_newly_complete: bool  # True for exactly one caller: the one whose member completed it
+    member_ids: list[str] = field(default_factory=list)

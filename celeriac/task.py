@@ -1,0 +1,298 @@
+"""``Task[P, R]``: a function made callable through the queue, with Celery's options."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from ._bridge import run_sync
+from .context import Request, current_request
+from .exceptions import ConfigurationError, Retry
+from .execution import check_can_retry, execute
+from .message import FAILURE, RETRY, SUCCESS, ResultRecord, now_ms
+from .result import EagerResult
+from .serialization import to_wire
+
+if TYPE_CHECKING:
+    from .app import Celery
+    from .canvas import Signature
+    from .result import AsyncResult
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+TASK_OPTIONS = frozenset({
+    "name", "bind", "queue", "priority", "max_retries", "default_retry_delay", "autoretry_for",
+    "dont_autoretry_for", "retry_backoff", "retry_backoff_max", "retry_jitter", "rate_limit",
+    "time_limit", "soft_time_limit", "acks_late", "ignore_result", "expires", "serializer",
+    "track_started", "typing", "base", "shared", "retry_kwargs", "acks_on_failure_or_timeout",
+    "reject_on_worker_lost", "store_errors_even_if_ignored", "throws", "pydantic", "trail",
+    "lazy", "routing_key",
+})
+
+_SEND_OPTION_NAMES = ("queue", "priority", "ignore_result", "expires", "serializer",
+                      "time_limit", "soft_time_limit")
+
+
+class Task(Generic[P, R]):
+    """A registered task. Call it to run the function here; ``delay()`` to queue it."""
+
+    def __init__(self, fun: Callable[..., Any], app: Celery | None, options: dict[str, Any]) -> None:
+        unknown = set(options) - TASK_OPTIONS
+        if unknown:
+            raise ConfigurationError(f"unknown task option(s) {sorted(unknown)} on {fun.__qualname__}")
+        self.fun = fun
+        self._app = app
+        self.name: str = options.get("name") or _task_name(fun, app)
+        self.bind: bool = bool(options.get("bind", False))
+        self.is_async = inspect.iscoroutinefunction(fun)
+        self.queue: str | None = options.get("queue")
+        self.priority: int | None = options.get("priority")
+        self.max_retries: int | None = options.get("max_retries", 3)
+        self.default_retry_delay: float = options.get("default_retry_delay", 180)
+        self.autoretry_for: tuple[type[BaseException], ...] = tuple(options.get("autoretry_for", ()))
+        self.dont_autoretry_for: tuple[type[BaseException], ...] = tuple(options.get("dont_autoretry_for", ()))
+        retry_kwargs = options.get("retry_kwargs") or {}
+        if "max_retries" in retry_kwargs:
+            self.max_retries = retry_kwargs["max_retries"]
+        if "countdown" in retry_kwargs:
+            self.default_retry_delay = retry_kwargs["countdown"]
+        self.retry_backoff: bool | int = options.get("retry_backoff", False)
+        self.retry_backoff_max: int = options.get("retry_backoff_max", 600)
+        self.retry_jitter: bool = options.get("retry_jitter", True)
+        self.rate_limit: str | None = options.get("rate_limit")
+        self.time_limit: float | None = options.get("time_limit")
+        self.soft_time_limit: float | None = options.get("soft_time_limit")
+        self.acks_late: bool | None = options.get("acks_late")
+        self.ignore_result: bool | None = options.get("ignore_result")
+        self.expires: Any = options.get("expires")
+        self.serializer: str | None = options.get("serializer")
+        self.track_started: bool | None = options.get("track_started")
+        self.typing: bool = options.get("typing", True)
+        self.__doc__ = fun.__doc__
+        self.__name__ = getattr(fun, "__name__", self.name)
+        self.__qualname__ = getattr(fun, "__qualname__", self.name)
+        self.__module__ = getattr(fun, "__module__", __name__)
+        self.__wrapped__ = fun
+        self._signature = inspect.signature(fun)
+
+    def __repr__(self) -> str:
+        return f"<@task: {self.name} of {self.app.main or '__main__'}>"
+
+    @property
+    def app(self) -> Celery:
+        if self._app is not None:
+            return self._app
+        from .app import current_app
+
+        return current_app()
+
+    @property
+    def request(self) -> Request:
+        return current_request() or Request(task=self.name)
+
+    # --- calling the function directly ------------------------------------------------
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fun(self, *args, **kwargs) if self.bind else self.fun(*args, **kwargs)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        """Run the function in this process, as Celery does (a coroutine for async tasks)."""
+        return self.run(*args, **kwargs)
+
+    # --- sending ----------------------------------------------------------------------
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
+        return self.apply_async(args, kwargs)
+
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
+        return await self.aapply_async(args, kwargs)
+
+    def apply_async(
+        self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> AsyncResult[R]:
+        if self.app.conf.task_always_eager:
+            return self.apply(args, kwargs, **options)
+        message, result = self._message(args, kwargs, options)
+        run_sync(self.app.publish([message], options.get("on_duplicate", "error")))
+        return result
+
+    async def aapply_async(
+        self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> AsyncResult[R]:
+        if self.app.conf.task_always_eager:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, lambda: self.apply(args, kwargs, **options)
+            )
+        message, result = self._message(args, kwargs, options)
+        await self.app.publish([message], options.get("on_duplicate", "error"))
+        return result
+
+    def _message(self, args: Iterable[Any] | None, kwargs: dict[str, Any] | None,
+                 options: dict[str, Any]) -> tuple[Any, AsyncResult[R]]:
+        from .publish import build_message
+
+        args, kwargs = list(args or ()), dict(kwargs or {})
+        self._check_arguments(args, kwargs)
+        task_options = {k: getattr(self, k) for k in _SEND_OPTION_NAMES if getattr(self, k) is not None}
+        message, result = build_message(self.app, self.name, args, kwargs, options, task_options)
+        return message, result
+
+    def _check_arguments(self, args: list[Any], kwargs: dict[str, Any]) -> None:
+        """Fail at ``delay()`` for arguments the function cannot take, as Celery's typing does."""
+        if not self.typing:
+            return
+        try:
+            if self.bind:
+                self._signature.bind(None, *args, **kwargs)
+            else:
+                self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.name}() called with wrong arguments: {exc}") from None
+
+    # --- running here -----------------------------------------------------------------
+
+    def apply(
+        self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> EagerResult[R]:
+        """Run the task here and now, blocking; retries run at once, as in Celery."""
+        task_id = options.get("task_id") or str(uuid.uuid4())
+        request = Request(
+            id=task_id, task=self.name, args=list(args or ()), kwargs=dict(kwargs or {}),
+            retries=int(options.get("retries") or 0), is_eager=True, root_id=task_id,
+            headers=dict(options.get("headers") or {}),
+        )
+        parent = current_request()
+        if parent is not None:
+            request.parent_id, request.root_id = parent.id, parent.root_id or parent.id
+        while True:
+            outcome = self._run_eagerly(request)
+            if outcome.kind != "retry":
+                break
+            request.retries += 1
+            if outcome.retry_args is not None:
+                request.args, request.kwargs = outcome.retry_args
+        if outcome.kind in ("failure", "reject") and self.app.conf.task_eager_propagates:
+            assert outcome.exc is not None
+            raise outcome.exc
+        state = SUCCESS if outcome.kind in ("success", "ignore") else FAILURE
+        record = outcome_record(task_id, state, name=self.name, value=outcome.value, exc=outcome.exc,
+                                tb=outcome.traceback, retries=request.retries)
+        exception = outcome.exc if state == FAILURE else None
+        result: EagerResult[R] = EagerResult(task_id, record, app=self.app, task_name=self.name)
+        result._exception = exception
+        return result
+
+    def _run_eagerly(self, request: Request) -> Any:
+        coro = execute(self, request, None, None, None)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(coro)
+        return run_sync(coro)  # inside a running loop: run on the bridge and wait
+
+    # --- retrying ---------------------------------------------------------------------
+
+    def retry(
+        self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
+        exc: BaseException | None = None, throw: bool = True, eta: Any = None,
+        countdown: float | None = None, max_retries: int | None = None, **options: Any,
+    ) -> Retry:
+        """Ask for another attempt of the running task; raises ``Retry`` (keep the ``raise``)."""
+        request = self.request
+        check_can_retry(self, request, exc, max_retries)
+        if request.is_eager:
+            countdown = 0
+        elif countdown is None and eta is not None:
+            import datetime as dt
+
+            from .publish import to_epoch_ms
+
+            when_ms = to_epoch_ms(eta) if isinstance(eta, dt.datetime) else int(float(eta) * 1000)
+            countdown = max(0.0, (when_ms - time.time() * 1000) / 1000)
+        elif countdown is None:
+            countdown = float(self.default_retry_delay)
+        retry = Retry(exc=exc, when=countdown)
+        if args is not None or kwargs is not None:
+            retry.new_args = (list(args if args is not None else request.args),  # type: ignore[attr-defined]
+                              dict(kwargs if kwargs is not None else request.kwargs))
+        if throw:
+            raise retry
+        return retry
+
+    # --- canvas -----------------------------------------------------------------------
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        from .canvas import Signature
+
+        return Signature(self.name, args, kwargs, app=self.app)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        from .canvas import Signature
+
+        return Signature(self.name, args, kwargs, immutable=True, app=self.app)
+
+    def signature(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
+                  *starargs: Any, **options: Any) -> Signature:
+        from .canvas import Signature
+
+        immutable = bool(options.pop("immutable", False))
+        extra = options.pop("options", None) or {}
+        return Signature(self.name, tuple(args or ()), dict(kwargs or {}), {**extra, **options},
+                         immutable=immutable, app=self.app)
+
+    subtask = signature
+
+
+def make_task(fun: Callable[..., Any], app: Celery | None, options: dict[str, Any]) -> Task[Any, Any]:
+    if isinstance(fun, Task):
+        fun = fun.fun
+    task: Task[Any, Any] = Task(fun, app, options)
+    if app is not None:
+        app.register(task)
+    else:
+        from .app import register_shared
+
+        register_shared(task)
+    return task
+
+
+def shared_task(fun: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """A task usable by any app (it binds to the current one when called)."""
+    if fun is not None:
+        return make_task(fun, None, options)
+    return lambda f: make_task(f, None, options)
+
+
+def _task_name(fun: Callable[..., Any], app: Celery | None) -> str:
+    module = getattr(fun, "__module__", None) or "__main__"
+    if module == "__main__" and app is not None and app.main:
+        module = app.main
+    return f"{module}.{fun.__qualname__}"
+
+
+def _type_path(exc: BaseException | None) -> str | None:
+    if exc is None:
+        return None
+    kind = type(exc)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+def outcome_record(
+    task_id: str, state: str, *, name: str, value: Any = None, exc: BaseException | None = None,
+    tb: str | None = None, retries: int = 0, token: int = 0, **fields: Any,
+) -> ResultRecord:
+    """A result record for a task's outcome; the worker and ``apply()`` both build them here."""
+    record = ResultRecord(task_id=task_id, state=state, name=name, retries=retries,
+                          fencing_token=token, date_done_ms=now_ms(), **fields)
+    if state == SUCCESS:
+        record.result = to_wire(value, f"the return value of {name}")
+    elif state in (FAILURE, RETRY) or exc is not None:
+        record.exc_type = _type_path(exc)
+        record.exc_message = str(exc) if exc is not None else None
+        record.traceback = tb
+    return record

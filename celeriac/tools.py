@@ -1,0 +1,176 @@
+"""Terminal tools: ``celeriac dlq``, ``purge``, ``queues``, ``call``, ``result``.
+
+Each prints a readable table (rich) or, with ``--json``, one JSON document for scripts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import click
+
+T = TypeVar("T")
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    from ._bridge import run_sync
+
+    return run_sync(coro)
+
+
+def _app(ctx: click.Context) -> Any:
+    from .cli import load_app
+
+    return load_app(ctx)
+
+
+@click.group("dlq")
+def dlq() -> None:
+    """The dead-letter queue: messages that could not be run, with the reason."""
+
+
+@dlq.command("list")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def dlq_list(ctx: click.Context, limit: int, as_json: bool) -> None:
+    app = _app(ctx)
+
+    async def fetch() -> list[Any]:
+        letters: list[Any] = await (await app.clients()).broker.dead_letters(limit)
+        return letters
+
+    letters = _run(fetch())
+    if as_json:
+        click.echo(json.dumps([{"task_id": d.task_id, "queue": d.queue, "reason": d.reason,
+                                "failed_at_ms": d.failed_at_ms,
+                                "body": d.body.decode(errors="replace")} for d in letters]))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"dead letters ({len(letters)})")
+    for column in ("task id", "queue", "failed at (UTC)", "reason"):
+        table.add_column(column)
+    for d in letters:
+        when = dt.datetime.fromtimestamp(d.failed_at_ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(d.task_id, d.queue, when, d.reason)
+    Console().print(table)
+
+
+@dlq.command("requeue")
+@click.argument("task_ids", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Requeue every dead letter.")
+@click.pass_context
+def dlq_requeue(ctx: click.Context, task_ids: tuple[str, ...], everything: bool) -> None:
+    if not task_ids and not everything:
+        raise click.UsageError("name task ids to requeue, or pass --all")
+    app = _app(ctx)
+
+    async def requeue() -> int:
+        broker = (await app.clients()).broker
+        count: int = await broker.requeue_dead_letters(None if everything else list(task_ids))
+        return count
+
+    click.echo(f"requeued {_run(requeue())} messages")
+
+
+@dlq.command("purge")
+@click.option("-f", "--force", is_flag=True, help="Do not ask.")
+@click.pass_context
+def dlq_purge(ctx: click.Context, force: bool) -> None:
+    if not force:
+        click.confirm("Delete every dead letter?", abort=True)
+    app = _app(ctx)
+
+    async def purge() -> int:
+        count: int = await (await app.clients()).broker.purge_dead_letters()
+        return count
+
+    click.echo(f"deleted {_run(purge())} dead letters")
+
+
+@click.command("purge")
+@click.option("-Q", "--queues", default=None, help="Comma-separated queues (default: the default queue).")
+@click.option("-f", "--force", is_flag=True, help="Do not ask.")
+@click.pass_context
+def purge(ctx: click.Context, queues: str | None, force: bool) -> None:
+    """Delete every waiting message of the queues (running ones are left alone)."""
+    app = _app(ctx)
+    names = queues.split(",") if queues else [app.conf.task_default_queue]
+    if not force:
+        click.confirm(f"Delete every waiting message in {', '.join(names)}?", abort=True)
+
+    async def run() -> int:
+        broker = (await app.clients()).broker
+        return sum([await broker.purge(name) for name in names])
+
+    click.echo(f"purged {_run(run())} messages from {', '.join(names)}")
+
+
+@click.command("queues")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def queues(ctx: click.Context, as_json: bool) -> None:
+    """Waiting messages per queue (queued and scheduled)."""
+    app = _app(ctx)
+
+    async def run() -> dict[str, int]:
+        depths: dict[str, int] = await (await app.clients()).broker.queue_depths()
+        return depths
+
+    depths = _run(run())
+    if as_json:
+        click.echo(json.dumps(depths))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="queues")
+    table.add_column("queue")
+    table.add_column("waiting", justify="right")
+    for name, count in sorted(depths.items()):
+        table.add_row(name, str(count))
+    Console().print(table)
+
+
+@click.command("call")
+@click.argument("name")
+@click.option("-a", "--args", "args_json", default="[]", help="Positional arguments as JSON.")
+@click.option("-k", "--kwargs", "kwargs_json", default="{}", help="Keyword arguments as JSON.")
+@click.option("--countdown", type=float, default=None)
+@click.option("-Q", "--queue", default=None)
+@click.pass_context
+def call(ctx: click.Context, name: str, args_json: str, kwargs_json: str, countdown: float | None,
+         queue: str | None) -> None:
+    """Send a task by name and print its id."""
+    app = _app(ctx)
+    try:
+        args, kwargs = json.loads(args_json), json.loads(kwargs_json)
+    except json.JSONDecodeError as exc:
+        raise click.UsageError(f"--args/--kwargs must be JSON: {exc}") from exc
+    result = app.send_task(name, args, kwargs, countdown=countdown, queue=queue)
+    click.echo(result.id)
+
+
+@click.command("result")
+@click.argument("task_id")
+@click.option("--wait", "timeout", type=float, default=None, help="Wait up to this many seconds.")
+@click.pass_context
+def result(ctx: click.Context, task_id: str, timeout: float | None) -> None:
+    """Print a task's state and result."""
+    app = _app(ctx)
+    res = app.AsyncResult(task_id)
+    if timeout is not None:
+        with contextlib.suppress(Exception):
+            res.get(timeout=timeout, propagate=False)
+    click.echo(f"{res.state}: {res.result!r}")
+
+
+def register_tools(group: click.Group) -> None:
+    for command in (dlq, purge, queues, call, result):
+        group.add_command(command)

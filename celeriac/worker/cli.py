@@ -1,0 +1,112 @@
+"""``celeriac worker``: Celery's options, spelled as Celery spells them.
+
+Options that mean nothing here (gossip, mingle, heartbeat, prefetch tuning) are accepted
+so existing start scripts run unchanged, and logged once as ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from typing import Any
+
+import click
+
+logger = logging.getLogger("celeriac.worker")
+
+IGNORED_FLAGS = ("without_gossip", "without_mingle", "without_heartbeat")
+
+
+@click.command("worker", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-c", "--concurrency", type=int, default=None,
+              help="Tasks in flight at once, sync and async together (default 100).")
+@click.option("-Q", "--queues", default=None, help="Comma-separated queues to consume from.")
+@click.option("-l", "--loglevel", "--log-level", default="INFO", show_default=True)
+@click.option("-n", "--hostname", default=None, help="Worker name, e.g. worker1@%h.")
+@click.option("-P", "--pool", type=click.Choice(["threads", "solo", "prefork", "gevent", "eventlet"]),
+              default=None, help="Where sync tasks run (default threads).")
+@click.option("--shutdown-timeout", type=float, default=None,
+              help="Seconds running tasks get to finish on SIGTERM (default 30).")
+@click.option("--lease-seconds", type=float, default=None, help="Lease length (default 60).")
+@click.option("--until-empty", "--burst", is_flag=True, help="Stop once the queues are empty.")
+@click.option("-O", "optimization", default=None, help="Accepted (fetching is always fair).")
+@click.option("--prefetch-multiplier", type=int, default=None, help="Accepted (fetch is by free slot).")
+@click.option("--without-gossip", is_flag=True, hidden=True)
+@click.option("--without-mingle", is_flag=True, hidden=True)
+@click.option("--without-heartbeat", is_flag=True, hidden=True)
+@click.option("-E", "--task-events", is_flag=True, hidden=True)
+@click.option("--max-tasks-per-child", type=int, default=None, hidden=True)
+@click.option("--autoscale", default=None, hidden=True)
+@click.option("-f", "--logfile", default=None, help="Log to this file instead of stderr.")
+@click.option("--pidfile", default=None, help="Write the process id here.")
+@click.option("-B", "--beat", is_flag=True, hidden=True)
+@click.pass_context
+def worker_command(ctx: click.Context, /, **options: Any) -> None:
+    """Start a worker."""
+    from ..cli import load_app
+
+    setup_logging(options["loglevel"], options["logfile"])
+    app = load_app(ctx)
+    _log_ignored(options)
+    if options["pool"] in ("prefork", "gevent", "eventlet"):
+        logger.warning("-P %s is not available in this version; using threads (async def tasks "
+                       "run on the event loop)", options["pool"])
+        options["pool"] = "threads"
+    if options["pidfile"]:
+        with open(options["pidfile"], "w") as f:
+            f.write(str(os.getpid()))
+    app.import_default_modules()
+    from .loop import Worker
+
+    worker = Worker(
+        app, queues=options["queues"].split(",") if options["queues"] else None,
+        concurrency=options["concurrency"], pool=options["pool"], hostname=options["hostname"],
+        lease_s=options["lease_seconds"], shutdown_timeout_s=options["shutdown_timeout"],
+        until_empty=options["until_empty"],
+    )
+    run_loop(worker.run())
+    logging.shutdown()
+    if worker.abandoned_threads:
+        # Threads of tasks cut off at shutdown cannot be stopped; their leases are
+        # released already, so leave without waiting for them.
+        sys.stdout.flush()
+        os._exit(0)
+
+
+def run_loop(coro: Any) -> None:
+    """Run on uvloop when it is installed, else asyncio's default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+def setup_logging(level: str, logfile: str | None = None) -> None:
+    handler: logging.Handler = logging.FileHandler(logfile) if logfile else logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _log_ignored(options: dict[str, Any]) -> None:
+    ignored = [f"--{name.replace('_', '-')}" for name in IGNORED_FLAGS if options.get(name)]
+    if options.get("optimization"):
+        ignored.append(f"-O{options['optimization']}")
+    if options.get("prefetch_multiplier") is not None:
+        ignored.append("--prefetch-multiplier")
+    if options.get("task_events"):
+        ignored.append("-E")
+    if options.get("max_tasks_per_child") is not None:
+        ignored.append("--max-tasks-per-child")
+    if options.get("autoscale"):
+        ignored.append("--autoscale")
+    if options.get("beat"):
+        ignored.append("-B (beat is not available in this version)")
+    if ignored:
+        logger.info("accepted and ignored (no meaning here: workers fetch by free slot and "
+                    "need no gossip, mingle or heartbeat): %s", " ".join(ignored))

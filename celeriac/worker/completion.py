@@ -1,0 +1,109 @@
+"""Batched acknowledgements and result writes.
+
+Tasks that finish while a flush is in flight wait for the next one, so under load one
+broker round trip acknowledges many tasks, and an idle worker flushes at once. Leases
+stay held (and renewed) until their ack is written; a flush that fails keeps its items
+for the next attempt, so nothing is dropped while the broker is away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from ..backends.base import ResultStore
+from ..brokers.base import Broker
+from ..message import Delivery, ResultRecord
+from .lease import LeaseKeeper
+
+logger = logging.getLogger("celeriac.worker")
+
+RETRY_PAUSE_S = 0.5
+
+
+class CompletionBuffer:
+    def __init__(self, broker: Broker, store: ResultStore | None, keeper: LeaseKeeper) -> None:
+        self.broker = broker
+        self.store = store
+        self.keeper = keeper
+        self.writes_results_with_ack = store is not None and broker.stores_results_with_ack(store)
+        self._acks: list[Delivery] = []
+        self._ack_results: list[ResultRecord] = []
+        self._results: list[ResultRecord] = []  # written without an ack: STARTED, RETRY, REVOKED
+        self._wanted = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="celeriac-flusher")
+
+    def ack(self, delivery: Delivery, record: ResultRecord | None) -> None:
+        self._acks.append(delivery)
+        if record is not None and self.store is not None:
+            self._ack_results.append(record)
+        self._kick()
+
+    def record(self, record: ResultRecord) -> None:
+        if self.store is not None:
+            self._results.append(record)
+            self._kick()
+
+    def _kick(self) -> None:
+        self._idle.clear()
+        self._wanted.set()
+
+    async def drain(self) -> None:
+        """Wait until everything buffered so far is written (or given up on at stop)."""
+        while self._acks or self._results or not self._idle.is_set():
+            self._wanted.set()
+            await self._idle.wait()
+            if self._acks or self._results:
+                await asyncio.sleep(0)
+
+    async def stop(self) -> None:
+        await self.drain()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            acks, ack_results, results = self._acks, self._ack_results, self._results
+            self._acks, self._ack_results, self._results = [], [], []
+            try:
+                await self._write(acks, ack_results, results)
+            except Exception as exc:
+                logger.warning("could not write %d acks and %d results (%s); retrying in %.1fs",
+                               len(acks), len(ack_results) + len(results), exc, RETRY_PAUSE_S)
+                self._acks[:0], self._ack_results[:0], self._results[:0] = acks, ack_results, results
+                await asyncio.sleep(RETRY_PAUSE_S)
+                self._wanted.set()
+                continue
+            if not (self._acks or self._results):
+                self._idle.set()
+
+    async def _write(self, acks: list[Delivery], ack_results: list[ResultRecord],
+                     results: list[ResultRecord]) -> None:
+        if results and self.store is not None:
+            await self.store.store(results)
+        if not acks:
+            return
+        if self.writes_results_with_ack:
+            refused = await self.broker.ack(acks, ack_results)
+        else:
+            if ack_results and self.store is not None:
+                await self.store.store(ack_results)
+            refused = await self.broker.ack(acks)
+        for delivery in acks:
+            self.keeper.drop(delivery.task_id)
+        for task_id in refused:
+            logger.warning(
+                "ack of task %s refused: its lease was taken over by another worker (this one "
+                "was frozen or cut off), so that worker's run counts and this result is dropped",
+                task_id,
+            )

@@ -1,0 +1,99 @@
+"""Keeping the leases of running tasks alive, from a thread of its own.
+
+The keeper has its own event loop and its own broker connection, so a task that blocks
+the worker's loop (a sync call in an async task) cannot stop renewal. Every lease/3 it
+renews everything held in one batched call. Leases found lost (taken over after a freeze
+or partition) and leases it failed to renew for a whole lease length are reported to the
+worker, which cancels those tasks rather than run them unprotected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from ..brokers.base import Broker
+from ..message import Delivery
+
+logger = logging.getLogger("celeriac.worker.lease")
+
+
+class LeaseKeeper:
+    def __init__(
+        self, broker_factory: Callable[[], Broker], lease_s: float,
+        on_lost: Callable[[list[str], str], None],
+        on_revoked: Callable[[dict[str, bool]], None] | None = None,
+    ) -> None:
+        self.broker_factory = broker_factory
+        self.lease_s = lease_s
+        self.on_lost = on_lost  # called from the keeper's thread with ids and a reason
+        self.on_revoked = on_revoked
+        self._held: dict[str, Delivery] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_success = time.monotonic()
+
+    # The worker's loop calls these; they only touch the dict under the lock.
+    def hold(self, delivery: Delivery) -> None:
+        with self._lock:
+            self._held[delivery.task_id] = delivery
+
+    def drop(self, task_id: str) -> None:
+        with self._lock:
+            self._held.pop(task_id, None)
+
+    def held(self) -> list[Delivery]:
+        with self._lock:
+            return list(self._held.values())
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="celeriac-lease-keeper", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        asyncio.run(self._keep())
+
+    async def _keep(self) -> None:
+        broker = self.broker_factory()
+        interval_s = self.lease_s / 3
+        lease_ms = int(self.lease_s * 1000)
+        failing_since: float | None = None
+        try:
+            await broker.connect()
+            while not self._stop.wait(interval_s):
+                held = self.held()
+                if not held:
+                    failing_since = None
+                    continue
+                try:
+                    lost = await broker.renew(held, lease_ms)
+                    revoked = await broker.revoked_among([d.task_id for d in held])
+                except Exception as exc:
+                    now = time.monotonic()
+                    if failing_since is None:
+                        failing_since = now
+                        logger.warning("lease renewal failed (%s); retrying every %.1fs", exc, interval_s)
+                    if now - failing_since >= self.lease_s:
+                        logger.error("lease renewals failed for a whole lease (%.0fs); cancelling "
+                                     "the tasks they protect", self.lease_s)
+                        self.on_lost([d.task_id for d in held], "lease renewals kept failing")
+                        failing_since = None
+                    continue
+                if failing_since is not None:
+                    logger.warning("lease renewal works again")
+                    failing_since = None
+                if lost:
+                    self.on_lost(lost, "lease taken over by another worker")
+                if revoked and self.on_revoked is not None:
+                    self.on_revoked(revoked)
+        finally:
+            await broker.close()

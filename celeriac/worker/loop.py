@@ -1,0 +1,444 @@
+"""The worker's run loop: reserve by free slot, dispatch, finish, shut down.
+
+One asyncio loop per process. ``async def`` tasks run on it; sync tasks run on a thread
+pool sized to the concurrency. The worker reserves only as many messages as it has free
+slots, in one broker call, so a slow task never holds fast ones in a prefetch buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from ..context import Request
+from ..exceptions import ConfigurationError, NotRegistered, SerializationError
+from ..execution import Outcome, execute
+from ..message import (
+    FAILURE,
+    RETRY,
+    REVOKED,
+    STARTED,
+    SUCCESS,
+    Delivery,
+    Envelope,
+    ResultRecord,
+    decode_envelope,
+    encode_envelope,
+    now_ms,
+)
+from ..task import Task, outcome_record
+from .completion import CompletionBuffer
+from .lease import LeaseKeeper
+
+if TYPE_CHECKING:
+    from ..app import Celery
+
+logger = logging.getLogger("celeriac.worker")
+
+IDLE_RESERVE_TIMEOUT_S = 1.0
+BROKER_RETRY_MAX_S = 10.0
+
+
+def expand_hostname(pattern: str | None) -> str:
+    host = socket.gethostname()
+    if not pattern:
+        return f"celeriac@{host}"
+    name, _, domain = host.partition(".")
+    return pattern.replace("%h", host).replace("%n", name).replace("%d", domain).replace("%%", "%")
+
+
+class Worker:
+    def __init__(
+        self, app: Celery, *, queues: Sequence[str] | None = None, concurrency: int | None = None,
+        pool: str | None = None, hostname: str | None = None, lease_s: float | None = None,
+        shutdown_timeout_s: float | None = None, until_empty: bool = False,
+    ) -> None:
+        self.app = app
+        conf = app.conf
+        self.queues = list(queues or [conf.task_default_queue])
+        self.pool = pool or conf.worker_pool
+        if self.pool not in ("threads", "solo"):
+            raise ConfigurationError(
+                f"pool {self.pool!r} is not available in this version; use -P threads (sync "
+                "tasks on threads, async tasks on the event loop) or -P solo"
+            )
+        self.concurrency = 1 if self.pool == "solo" else int(concurrency or conf.worker_concurrency)
+        self.hostname = expand_hostname(hostname)
+        self.worker_id = f"{self.hostname}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_s = float(lease_s or conf.lease_seconds())
+        self.shutdown_timeout_s = float(
+            conf.worker_shutdown_timeout if shutdown_timeout_s is None else shutdown_timeout_s
+        )
+        self.until_empty = until_empty
+        self.accept_content = frozenset(conf.accept_content)
+        self.track_started = bool(conf.task_track_started)
+        self.result_extended = bool(conf.result_extended)
+        self.default_time_limit = conf.task_time_limit
+        self.default_soft_time_limit = conf.task_soft_time_limit
+
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._cancel_reasons: dict[str, str] = {}
+        self._slot_free = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._force = asyncio.Event()
+        self._signals_seen = 0
+        self._threads = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="celeriac-task")
+        self.abandoned_threads = False
+        self.ready = threading.Event()  # set once the worker is reserving
+        self.tasks_done = 0
+
+    # --- entry ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._install_signal_handlers(loop)
+        clients = await self.app.clients()
+        self.broker, self.store = clients.broker, clients.store
+        self.keeper = LeaseKeeper(
+            lambda: self.app.new_clients().broker, self.lease_s,
+            on_lost=lambda ids, why: _call_soon(loop, self._on_leases_lost, ids, why),
+            on_revoked=lambda found: _call_soon(loop, self._on_revoked, found),
+        )
+        self.keeper.start()
+        self.completion = CompletionBuffer(self.broker, self.store, self.keeper)
+        self.completion.start()
+        logger.info(
+            "%s ready: queues %s, concurrency %d, pool %s, broker %s, lease %.0fs",
+            self.hostname, ",".join(self.queues), self.concurrency, self.pool,
+            _safe_url(self.broker.url), self.lease_s,
+        )
+        self.ready.set()
+        fetcher = asyncio.create_task(self._fetch_loop(), name="celeriac-fetcher")
+        try:
+            await self._stop_requested.wait()
+        finally:
+            await self._shutdown(fetcher)
+
+    def stop(self) -> None:
+        """Ask for a warm shutdown (what SIGTERM does)."""
+        self._stop_requested.set()
+        self._slot_free.set()
+
+    def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        loop.add_signal_handler(signal.SIGQUIT, self._on_cold_signal)
+
+    def _on_signal(self, sig: int) -> None:
+        self._signals_seen += 1
+        if self._signals_seen == 1:
+            logger.info("%s received: warm shutdown (running tasks get %.0fs to finish; send it "
+                        "again to stop them now)", signal.Signals(sig).name, self.shutdown_timeout_s)
+            self.stop()
+        else:
+            self._on_cold_signal()
+
+    def _on_cold_signal(self) -> None:
+        logger.warning("cold shutdown: cancelling running tasks and releasing their leases")
+        self._force.set()
+        self.stop()
+
+    # --- reserving ------------------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        lease_ms = int(self.lease_s * 1000)
+        failures = 0
+        stop_waiter = asyncio.create_task(self._stop_requested.wait())
+        try:
+            while not self._stop_requested.is_set():
+                free = self.concurrency - len(self._running)
+                if free <= 0:
+                    self._slot_free.clear()
+                    await self._slot_free.wait()
+                    continue
+                reserving = asyncio.create_task(self.broker.reserve(
+                    self.queues, free, lease_ms=lease_ms, worker_id=self.worker_id,
+                    timeout_s=IDLE_RESERVE_TIMEOUT_S,
+                ))
+                await asyncio.wait({reserving, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+                if not reserving.done():
+                    # Stopping: let the reserve finish (it is bounded) and hand back what it got.
+                    await self._release_unstarted(reserving)
+                    return
+                try:
+                    deliveries = reserving.result()
+                except Exception as exc:
+                    failures += 1
+                    pause = min(BROKER_RETRY_MAX_S, 0.1 * 2**failures)
+                    if failures == 1:
+                        logger.error("cannot reserve from the broker (%s); retrying with back-off "
+                                     "up to %.0fs", exc, BROKER_RETRY_MAX_S)
+                    await asyncio.sleep(pause)
+                    continue
+                if failures:
+                    logger.warning("broker reachable again after %d failed attempts", failures)
+                    failures = 0
+                if deliveries:
+                    await self._dispatch(deliveries)
+                elif self.until_empty and not self._running:
+                    await self.completion.drain()
+                    self.stop()
+        finally:
+            stop_waiter.cancel()
+
+    async def _release_unstarted(self, reserving: asyncio.Task[list[Delivery]]) -> None:
+        try:
+            deliveries = await reserving
+        except Exception:
+            return
+        if deliveries:
+            await self.broker.release(deliveries)
+
+    async def _dispatch(self, deliveries: list[Delivery]) -> None:
+        try:
+            revoked = await self.broker.revoked_among([d.task_id for d in deliveries])
+        except Exception as exc:
+            logger.warning("could not read revoked ids (%s); handing %d messages back",
+                           exc, len(deliveries))
+            await self.broker.release(deliveries)
+            return
+        now = now_ms()
+        for delivery in deliveries:
+            try:
+                envelope = decode_envelope(delivery.body, self.accept_content)
+                task = self.app.get_task(envelope.task)
+            except (SerializationError, NotRegistered) as exc:
+                logger.error("message %s sent to the dead-letter queue: %s", delivery.task_id, exc)
+                await self.broker.dead_letter(delivery, str(exc))
+                continue
+            if delivery.task_id in revoked:
+                self._finish_unrun(delivery, envelope, "revoked before it started")
+                continue
+            if envelope.expires_ms is not None and envelope.expires_ms < now:
+                self._finish_unrun(delivery, envelope, "expired before it started")
+                continue
+            self.keeper.hold(delivery)
+            self._running[delivery.task_id] = asyncio.create_task(self._run(delivery, envelope, task))
+
+    def _finish_unrun(self, delivery: Delivery, envelope: Envelope, reason: str) -> None:
+        logger.info("Task %s[%s] %s: not run", envelope.task, envelope.id, reason)
+        from ..exceptions import TaskRevokedError
+
+        record = outcome_record(envelope.id, REVOKED, name=envelope.task, exc=TaskRevokedError(reason),
+                                token=delivery.fencing_token, worker=self.hostname)
+        self.completion.ack(delivery, record)
+
+    # --- running --------------------------------------------------------------------
+
+    def _request(self, delivery: Delivery, envelope: Envelope) -> Request:
+        return Request(
+            id=envelope.id, task=envelope.task, args=envelope.args, kwargs=envelope.kwargs,
+            retries=envelope.retries, root_id=envelope.root_id, parent_id=envelope.parent_id,
+            group=envelope.group_id, group_index=envelope.group_index,
+            delivery_info={"queue": envelope.queue, "priority": envelope.priority,
+                           "redelivered": delivery.fencing_token > 1},
+            eta=_iso(envelope.eta_ms), expires=_iso(envelope.expires_ms), hostname=self.hostname,
+            headers=envelope.headers, ignore_result=envelope.ignore_result,
+            callbacks=envelope.link, errbacks=envelope.link_error, chord=envelope.chord,
+            timelimit=(envelope.time_limit, envelope.soft_time_limit),
+            delivery_count=delivery.fencing_token,
+        )
+
+    async def _run(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any]) -> None:
+        request = self._request(delivery, envelope)
+        stores_result = not (envelope.ignore_result or task.ignore_result)
+        try:
+            if stores_result and (task.track_started or (task.track_started is None and self.track_started)):
+                self.completion.record(self._record(delivery, envelope, STARTED))
+            outcome = await execute(
+                task, request, self._run_in_thread if not task.is_async else None,
+                envelope.time_limit or task.time_limit or self.default_time_limit,
+                envelope.soft_time_limit or task.soft_time_limit or self.default_soft_time_limit,
+            )
+        except asyncio.CancelledError:
+            self._on_cancelled(delivery, envelope)
+            return
+        finally:
+            self._running.pop(delivery.task_id, None)
+            self._slot_free.set()
+        self.tasks_done += 1
+        await self._finish(delivery, envelope, task, request, outcome, stores_result)
+
+    def _run_in_thread(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().run_in_executor(self._threads, fn)
+
+    def _record(self, delivery: Delivery, envelope: Envelope, state: str, **fields: Any) -> ResultRecord:
+        extended: dict[str, Any] = {}
+        if self.result_extended:
+            extended = {"args": envelope.args, "kwargs": envelope.kwargs}
+        return outcome_record(
+            envelope.id, state, name=envelope.task, retries=envelope.retries,
+            token=delivery.fencing_token, worker=self.hostname, parent_id=envelope.parent_id,
+            group_id=envelope.group_id, **extended, **fields,
+        )
+
+    async def _finish(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any],
+                      request: Request, outcome: Outcome, stores_result: bool) -> None:
+        label = f"Task {envelope.task}[{envelope.id}]"
+        kind = outcome.kind
+        if kind == "success":
+            logger.info("%s succeeded in %.4fs: %s", label, outcome.runtime_s, _short(outcome.value))
+            try:
+                record = self._record(delivery, envelope, SUCCESS, value=outcome.value) if stores_result else None
+            except SerializationError as exc:
+                logger.error("%s returned a value that cannot be stored: %s", label, exc)
+                record = self._record(delivery, envelope, FAILURE, exc=exc)
+            await self._send_callbacks(envelope.link, outcome.value, envelope)
+            self.completion.ack(delivery, record)
+        elif kind == "failure":
+            logger.error("%s raised unexpected: %r\n%s", label, outcome.exc, outcome.traceback or "")
+            record = self._record(delivery, envelope, FAILURE, exc=outcome.exc, tb=outcome.traceback)
+            await self._send_callbacks(envelope.link_error, envelope.id, envelope, pass_value=True)
+            self.completion.ack(delivery, record if stores_result else None)
+        elif kind == "retry":
+            await self._retry(delivery, envelope, outcome, stores_result, label)
+        elif kind == "ignore":
+            logger.info("%s ignored", label)
+            self.completion.ack(delivery, None)
+        else:  # reject
+            reason = f"rejected by the task: {outcome.exc}"
+            logger.warning("%s %s; sent to the dead-letter queue", label, reason)
+            self.keeper.drop(delivery.task_id)
+            await self.broker.dead_letter(delivery, reason)
+
+    async def _retry(self, delivery: Delivery, envelope: Envelope, outcome: Outcome,
+                     stores_result: bool, label: str) -> None:
+        delay_s = outcome.retry_in_s or 0.0
+        logger.info("%s retry: retry in %.1fs: %r", label, delay_s, outcome.exc)
+        next_attempt = Envelope(**{f: getattr(envelope, f) for f in envelope.__struct_fields__})
+        next_attempt.retries = envelope.retries + 1
+        if outcome.retry_args is not None:
+            from ..serialization import check_args
+
+            next_attempt.args, next_attempt.kwargs = check_args(envelope.task, *outcome.retry_args)
+        else:
+            from ..serialization import to_wire
+
+            next_attempt.args = to_wire(envelope.args)
+            next_attempt.kwargs = to_wire(envelope.kwargs)
+        if next_attempt.serializer == "pickle":
+            from ..serialization import dumps_pickle
+
+            next_attempt.payload = dumps_pickle((next_attempt.args, next_attempt.kwargs))
+            next_attempt.args, next_attempt.kwargs = [], {}
+        eta_ms = now_ms() + int(delay_s * 1000) if delay_s > 0 else None
+        self.keeper.drop(delivery.task_id)
+        if not await self.broker.retry(delivery, encode_envelope(next_attempt), eta_ms):
+            logger.warning("%s: retry refused, its lease was taken over by another worker", label)
+            return
+        if stores_result:
+            self.completion.record(self._record(delivery, envelope, RETRY, exc=outcome.exc, tb=outcome.traceback))
+
+    async def _send_callbacks(self, signatures: list[dict[str, Any]], value: Any, envelope: Envelope,
+                              pass_value: bool = True) -> None:
+        if not signatures:
+            return
+        from ..canvas import Signature
+
+        for raw in signatures:
+            sig = Signature.from_dict(raw, app=self.app)
+            try:
+                await sig.aapply_async((value,) if pass_value else (), parent_id=envelope.id,
+                                       root_id=envelope.root_id or envelope.id)
+            except Exception as exc:
+                logger.error("could not send callback %r of task %s: %s", sig, envelope.id, exc)
+
+    # --- cancellation ---------------------------------------------------------------
+
+    def _on_cancelled(self, delivery: Delivery, envelope: Envelope) -> None:
+        reason = self._cancel_reasons.pop(delivery.task_id, "shutdown")
+        if reason == "shutdown":
+            return  # the shutdown path releases its lease
+        if reason == "revoked":
+            logger.info("Task %s[%s] terminated: revoked", envelope.task, envelope.id)
+            self.keeper.drop(delivery.task_id)
+            self._finish_unrun(delivery, envelope, "revoked (terminated while running)")
+            return
+        logger.warning("Task %s[%s] cancelled: %s", envelope.task, envelope.id, reason)
+        self.keeper.drop(delivery.task_id)
+
+    def _on_leases_lost(self, task_ids: list[str], why: str) -> None:
+        for task_id in task_ids:
+            running = self._running.get(task_id)
+            if running is not None:
+                self._cancel_reasons[task_id] = why
+                running.cancel()
+
+    def _on_revoked(self, found: dict[str, bool]) -> None:
+        for task_id, terminate in found.items():
+            running = self._running.get(task_id)
+            if terminate and running is not None:
+                self._cancel_reasons[task_id] = "revoked"
+                running.cancel()
+
+    # --- shutdown -------------------------------------------------------------------
+
+    async def _shutdown(self, fetcher: asyncio.Task[None]) -> None:
+        await fetcher
+        if self._running and not self._force.is_set():
+            logger.info("waiting up to %.0fs for %d running tasks", self.shutdown_timeout_s, len(self._running))
+            forced = asyncio.create_task(self._force.wait())
+            all_done = asyncio.create_task(asyncio.wait(list(self._running.values())))
+            await asyncio.wait({all_done, forced}, timeout=self.shutdown_timeout_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+            forced.cancel()
+            all_done.cancel()
+        leftovers = dict(self._running)
+        for task_id, running in leftovers.items():
+            self._cancel_reasons[task_id] = "shutdown"
+            running.cancel()
+        if leftovers:
+            await asyncio.wait(leftovers.values(), timeout=1.0)
+        await self.completion.stop()
+        unfinished = self.keeper.held()
+        if unfinished:
+            ids = ", ".join(d.task_id for d in unfinished)
+            logger.warning("released %d tasks still running at shutdown; they will run again: %s",
+                           len(unfinished), ids)
+            try:
+                await self.broker.release(unfinished)
+            except Exception as exc:
+                logger.error("could not release leases (%s); they come back when they run out", exc)
+            self.abandoned_threads = True  # a sync task's thread cannot be stopped
+        self.keeper.stop()
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        await self.app.close()
+        logger.info("%s stopped after %d tasks", self.hostname, self.tasks_done)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    """Hand a call from the lease keeper's thread to the worker's loop."""
+    loop.call_soon_threadsafe(fn, *args)
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat()
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _safe_url(url: str) -> str:
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@")
+    return url
+
