@@ -55,13 +55,14 @@ class SQLiteDatabase:
         self.path = path
         self.synchronous = synchronous
         self.notifier = notifier_for(path)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="celeriac-sqlite")
+        self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._open_lock = asyncio.Lock()
 
     async def open(self) -> None:
         async with self._open_lock:
             if self._conn is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="celeriac-sqlite")
                 loop = asyncio.get_running_loop()
                 self._conn = await loop.run_in_executor(self._executor, self._connect)
 
@@ -88,17 +89,19 @@ class SQLiteDatabase:
         """Run ``fn(connection)`` on the connection's thread."""
         if self._conn is None:
             await self.open()
-        conn = self._conn
-        assert conn is not None
+        conn, executor = self._conn, self._executor
+        assert conn is not None and executor is not None
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, conn)
+        return await loop.run_in_executor(executor, fn, conn)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
+        executor, self._executor = self._executor, None
+        if conn is not None and executor is not None:
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, conn.close)
-        self._executor.shutdown(wait=False)
+            await loop.run_in_executor(executor, conn.close)
+        if executor is not None:
+            executor.shutdown(wait=False)
 
 
 def transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -130,7 +133,11 @@ def write_records(
             " ON CONFLICT (task_id) DO UPDATE SET is_ready = excluded.is_ready,"
             " fencing_token = excluded.fencing_token, record = excluded.record,"
             " expires_at_ms = excluded.expires_at_ms"
-            " WHERE excluded.fencing_token >= celeriac_results.fencing_token",
+            # A stale token loses; with the same token a finished state is never replaced
+            # by an unfinished one (a late STARTED must not hide a SUCCESS).
+            " WHERE excluded.fencing_token > celeriac_results.fencing_token"
+            " OR (excluded.fencing_token = celeriac_results.fencing_token"
+            "     AND (excluded.is_ready OR NOT celeriac_results.is_ready))",
             (record.task_id, record.state in READY_STATES, record.fencing_token,
              encode_record(record), expires_at),
         )

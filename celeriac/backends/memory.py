@@ -17,13 +17,20 @@ def write_records(state: MemoryState, records: Sequence[ResultRecord], expires_s
     expires_at = time.time() + expires_s if expires_s else None
     for record in records:
         current = state.results.get(record.task_id)
-        if current is not None and current[0].fencing_token > record.fencing_token:
+        if current is not None and _is_stale(current[0], record):
             refused.append(record.task_id)
             continue
         state.results[record.task_id] = (record, expires_at)
         if record.state in READY_STATES:
             state.notifier.notify(f"result:{record.task_id}")
     return refused
+
+
+def _is_stale(current: ResultRecord, new: ResultRecord) -> bool:
+    """A lower token loses; with the same token a finished state is not replaced by an unfinished one."""
+    if new.fencing_token != current.fencing_token:
+        return new.fencing_token < current.fencing_token
+    return current.state in READY_STATES and new.state not in READY_STATES
 
 
 class MemoryResultStore:

@@ -60,6 +60,7 @@ class Worker:
         self, app: Celery, *, queues: Sequence[str] | None = None, concurrency: int | None = None,
         pool: str | None = None, hostname: str | None = None, lease_s: float | None = None,
         shutdown_timeout_s: float | None = None, until_empty: bool = False,
+        handle_signals: bool = True,
     ) -> None:
         self.app = app
         conf = app.conf
@@ -78,6 +79,7 @@ class Worker:
             conf.worker_shutdown_timeout if shutdown_timeout_s is None else shutdown_timeout_s
         )
         self.until_empty = until_empty
+        self.handle_signals = handle_signals
         self.accept_content = frozenset(conf.accept_content)
         self.track_started = bool(conf.task_track_started)
         self.result_extended = bool(conf.result_extended)
@@ -128,7 +130,7 @@ class Worker:
         self._slot_free.set()
 
     def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
-        if threading.current_thread() is not threading.main_thread():
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
             return
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
@@ -163,7 +165,7 @@ class Worker:
                     continue
                 reserving = asyncio.create_task(self.broker.reserve(
                     self.queues, free, lease_ms=lease_ms, worker_id=self.worker_id,
-                    timeout_s=IDLE_RESERVE_TIMEOUT_S,
+                    timeout_s=0.05 if self.until_empty else IDLE_RESERVE_TIMEOUT_S,
                 ))
                 await asyncio.wait({reserving, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
                 if not reserving.done():
@@ -185,11 +187,16 @@ class Worker:
                     failures = 0
                 if deliveries:
                     await self._dispatch(deliveries)
-                elif self.until_empty and not self._running:
+                elif self.until_empty and not self._running and not await self._has_waiting():
                     await self.completion.drain()
                     self.stop()
         finally:
             stop_waiter.cancel()
+
+    async def _has_waiting(self) -> bool:
+        """Whether our queues hold queued or scheduled messages (for --until-empty)."""
+        depths = await self.broker.queue_depths()
+        return any(depths.get(queue) for queue in self.queues)
 
     async def _release_unstarted(self, reserving: asyncio.Task[list[Delivery]]) -> None:
         try:

@@ -45,6 +45,14 @@ async def test_lower_token_is_refused(store: ResultStore) -> None:
     assert await store.store([rec("a", token=3, result="newer")]) == []
 
 
+async def test_unfinished_state_does_not_replace_finished_one(store: ResultStore) -> None:
+    await store.store([rec("a", state=SUCCESS, token=1, result=5)])
+    assert await store.store([rec("a", state=STARTED, token=1)]) == ["a"]
+    got = await store.fetch("a")
+    assert got is not None and got.state == SUCCESS
+    assert await store.store([rec("a", state=STARTED, token=2)]) == []  # a new delivery started
+
+
 async def test_wait_ready_wakes_on_write(store: ResultStore) -> None:
     await store.store([rec("w", state=STARTED)])
     waiting = asyncio.create_task(store.wait_ready("w", 5.0))
