@@ -1,0 +1,127 @@
+"""Real worker processes, killed mid-run, and a count of executions per task id."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from ..conftest import REDIS_URL, IN_CI, redis_available, require_server
+
+HERE = Path(__file__).parent
+LEASE_S = 2.0
+
+
+@dataclass
+class WorkerProcess:
+    proc: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+    ready: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def signal_group(self, sig: int) -> None:
+        os.killpg(self.proc.pid, sig)
+
+    def wait(self, timeout: float = 60) -> int:
+        return self.proc.wait(timeout)
+
+
+@dataclass
+class Run:
+    """One scenario: a broker URL, the execution log, and the workers started for it."""
+
+    broker_url: str
+    log_path: Path
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(RELIABILITY_BROKER_URL=self.broker_url, RELIABILITY_LOG=str(self.log_path),
+                   RELIABILITY_LEASE_S=str(LEASE_S), PYTHONPATH=str(HERE.parent.parent))
+        return env
+
+    def start_worker(self, *args: str) -> WorkerProcess:
+        cmd = [sys.executable, "-m", "celeriac", "-A", "tests.reliability.tasks_under_test", "worker",
+               "--loglevel=INFO", *args]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=self.env(), start_new_session=True, cwd=HERE.parent.parent)
+        worker = WorkerProcess(proc)
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                worker.lines.append(line)
+                if " ready: " in line:
+                    worker.ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not worker.ready.wait(30):
+            proc.kill()
+            raise AssertionError(f"worker never became ready:\n{worker.output()}")
+        self.workers.append(worker)
+        return worker
+
+    def events(self) -> list[tuple[str, str, int, int, float]]:
+        if not self.log_path.exists():
+            return []
+        out = []
+        for line in self.log_path.read_text().splitlines():
+            event, task_id, pid, token, when = line.split()
+            out.append((event, task_id, int(pid), int(token), float(when)))
+        return out
+
+    def starts(self) -> Counter[str]:
+        return Counter(e[1] for e in self.events() if e[0] == "start")
+
+    def ends(self) -> Counter[str]:
+        return Counter(e[1] for e in self.events() if e[0] == "end")
+
+    def wait_for(self, condition: object, timeout: float = 60, what: str = "condition") -> None:
+        """Poll the execution log (the subject here is other processes) until ``condition()``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():  # type: ignore[operator]
+                return
+            time.sleep(0.05)
+        logs = "\n".join(w.output() for w in self.workers)
+        raise AssertionError(f"timed out waiting for {what}; events={self.events()}\n{logs}")
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def run(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Run]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/broker.db"
+    else:
+        if not redis_available():
+            if IN_CI:
+                pytest.fail("celeriac.brokers.redis is missing")
+            pytest.skip("the Redis broker is not built yet")
+        require_server(REDIS_URL)
+        sep = "&" if "?" in REDIS_URL else "?"
+        url = f"{REDIS_URL}{sep}key_prefix=rel-{uuid.uuid4().hex[:10]}"
+    scenario = Run(url, tmp_path / "executions.log")
+    os.environ["RELIABILITY_BROKER_URL"] = url
+    yield scenario
+    for worker in scenario.workers:
+        if worker.proc.poll() is None:
+            try:
+                worker.signal_group(signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            worker.proc.wait(10)

@@ -1,0 +1,46 @@
+"""Tasks the reliability tests run in real worker processes.
+
+Every run appends ``start``/``end`` lines (task id, pid, delivery count) to the file named
+by ``RELIABILITY_LOG``, so the test can count executions per task id. Lines are short
+and written with O_APPEND, so concurrent writers do not interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from celeriac import Celery
+
+app = Celery(
+    "reliability",
+    broker=os.environ.get("RELIABILITY_BROKER_URL", "memory://"),
+    broker_lease_seconds=float(os.environ.get("RELIABILITY_LEASE_S", "2")),
+)
+
+
+def note(event: str, request: Any) -> None:
+    line = f"{event} {request.id} {os.getpid()} {request.delivery_count} {time.time():.3f}\n"
+    fd = os.open(os.environ["RELIABILITY_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+@app.task(bind=True)
+async def nap(self: Any, seconds: float) -> dict[str, int]:
+    note("start", self.request)
+    await asyncio.sleep(seconds)
+    note("end", self.request)
+    return {"pid": os.getpid()}
+
+
+@app.task(bind=True)
+def blocking_nap(self: Any, seconds: float) -> dict[str, int]:
+    note("start", self.request)
+    time.sleep(seconds)
+    note("end", self.request)
+    return {"pid": os.getpid()}
