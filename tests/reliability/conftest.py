@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import REDIS_URL, IN_CI, redis_available, require_server
+from ..conftest import IN_CI, REDIS_URL, redis_available, require_server
 
 HERE = Path(__file__).parent
 LEASE_S = 2.0
@@ -120,8 +121,6 @@ def run(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Run]:
     yield scenario
     for worker in scenario.workers:
         if worker.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 worker.signal_group(signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             worker.proc.wait(10)
