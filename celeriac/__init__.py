@@ -1,8 +1,8 @@
 """celeriac: a distributed task queue that speaks Celery's API."""
 
 from .app import App, Celery, current_app
-from .canvas import Signature, signature, subtask
-from .result import AsyncResult, EagerResult
+from .canvas import Signature, chain, chord, chunks, group, maybe_signature, signature, subtask, xmap, xstarmap
+from .result import AsyncResult, EagerResult, GroupResult
 from .task import Task, shared_task
 
 __version__ = "0.1.0"
@@ -12,11 +12,19 @@ __all__ = [
     "AsyncResult",
     "Celery",
     "EagerResult",
+    "GroupResult",
     "Signature",
     "Task",
     "__version__",
+    "chain",
+    "chord",
+    "chunks",
     "current_app",
+    "group",
+    "maybe_signature",
     "shared_task",
     "signature",
     "subtask",
+    "xmap",
+    "xstarmap",
 ]

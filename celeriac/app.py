@@ -132,6 +132,12 @@ class Celery:
 
     def get_task(self, name: str) -> Task[Any, Any]:
         task = self.tasks.get(name) or _shared_tasks.get(name)
+        if task is None and name.startswith("celery."):
+            from .builtins import builtin_tasks
+
+            for builtin in builtin_tasks(self).values():
+                self.tasks.setdefault(builtin.name, builtin)
+            task = self.tasks.get(name)
         if task is None:
             raise NotRegistered(
                 f"task {name!r} is not registered; import the module that defines it in the "

@@ -39,7 +39,8 @@ class Envelope(msgspec.Struct, omit_defaults=True, kw_only=True):
     headers: dict[str, Any] = {}
     link: list[dict[str, Any]] = []
     link_error: list[dict[str, Any]] = []
-    chord: dict[str, Any] | None = None
+    chord: dict[str, Any] | None = None  # on a chord header member: group_id, total, body
+    chain: list[dict[str, Any]] = []  # the steps still to run after this one, in order
     time_limit: float | None = None
     soft_time_limit: float | None = None
     serializer: str = "json"

@@ -29,7 +29,7 @@ KNOWN_OPTIONS = frozenset({
     "soft_time_limit", "retry", "retry_policy", "serializer", "parent_id", "root_id",
     "group_id", "group_index", "chord", "on_duplicate", "exchange", "producer", "connection",
     "add_to_parent", "compression", "retries", "immutable", "subtask_type", "publisher",
-    "reply_to", "delivery_mode", "mandatory", "stamped_headers",
+    "reply_to", "delivery_mode", "mandatory", "stamped_headers", "chain", "unique_for_s",
 })
 
 
@@ -93,6 +93,7 @@ def build_message(
         group_index=merged.get("group_index"), ignore_result=bool(ignore_result),
         headers=dict(merged.get("headers") or {}), link=_signatures(merged.get("link")),
         link_error=_signatures(merged.get("link_error")), chord=merged.get("chord"),
+        chain=_signatures(merged.get("chain")),
         time_limit=merged.get("time_limit"), soft_time_limit=merged.get("soft_time_limit"),
         serializer=serializer, shadow=merged.get("shadow"), sent_at_ms=time.time() * 1000,
     )
@@ -108,7 +109,7 @@ def build_message(
     else:
         raise ConfigurationError(f"serializer {serializer!r} is unknown; use 'json' or 'pickle'")
     body = encode_envelope(envelope)
-    message = OutgoingMessage(task_id, envelope.queue, body, priority, eta_ms)
+    message = OutgoingMessage(task_id, envelope.queue, body, priority, eta_ms, merged.get("unique_for_s"))
     result: AsyncResult[Any] = AsyncResult(task_id, app=app, task_name=name, ignored=bool(ignore_result))
     return message, result
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import sys
 from collections.abc import Callable, Generator
@@ -318,3 +319,124 @@ def _exception_class(path: str) -> type[Exception] | None:
     if isinstance(target, type) and issubclass(target, Exception):
         return target
     return None
+
+
+class GroupResult:
+    """The results of a group, in member order."""
+
+    def __init__(self, id: str, results: list[Any], app: Celery | None = None,
+                 parent: Any = None) -> None:
+        if app is None:
+            from .app import current_app
+
+            app = current_app()
+        self.id = id
+        self.results = results
+        self.app = app
+        self.parent = parent
+
+    def __repr__(self) -> str:
+        return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
+
+    def __iter__(self) -> Any:
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.results[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, GroupResult):
+            return other.id == self.id and other.results == self.results
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @property
+    def children(self) -> list[Any]:
+        return self.results
+
+    async def _states(self) -> list[str]:
+        store = await self.app.result_store()
+        found = await store.fetch_many([r.id for r in self.results])
+        return [found[r.id].state if r.id in found else PENDING for r in self.results]
+
+    def _run(self, coro: Any) -> Any:
+        return run_sync(coro)
+
+    def completed_count(self) -> int:
+        return sum(state == SUCCESS for state in self._run(self._states()))
+
+    def ready(self) -> bool:
+        return all(state in READY_STATES for state in self._run(self._states()))
+
+    def successful(self) -> bool:
+        return all(state == SUCCESS for state in self._run(self._states()))
+
+    def failed(self) -> bool:
+        return any(state == FAILURE for state in self._run(self._states()))
+
+    def waiting(self) -> bool:
+        return not self.ready()
+
+    def get(self, timeout: float | None = None, propagate: bool = True, **_: Any) -> list[Any]:
+        """Every member's result, in member order; raises the first failure when propagating."""
+        return self._run(self.aget(timeout=timeout, propagate=propagate))  # type: ignore[no-any-return]
+
+    join = get
+
+    async def aget(self, timeout: float | None = None, propagate: bool = True) -> list[Any]:
+        outcomes = await asyncio.gather(
+            *(r.aget(timeout=timeout, propagate=False) for r in self.results)
+        )
+        if propagate:
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+        return list(outcomes)
+
+    def __await__(self) -> Generator[Any, None, list[Any]]:
+        return self.aget().__await__()
+
+    def revoke(self, terminate: bool = False, **_: Any) -> None:
+        self.app.control.revoke([r.id for r in self.results], terminate=terminate)
+
+    def forget(self) -> None:
+        for r in self.results:
+            r.forget()
+
+    def save(self) -> GroupResult:
+        """Remember the member ids in the result store, for ``GroupResult.restore(id)``."""
+
+        async def _save() -> None:
+            store = await self.app.result_store()
+            await store.save_group(self.id, [r.id for r in self.results])
+
+        self._run(_save())
+        return self
+
+    @classmethod
+    def restore(cls, id: str, backend: Any = None, app: Celery | None = None) -> GroupResult | None:
+        if app is None:
+            from .app import current_app
+
+            app = current_app()
+        bound_app = app
+
+        async def _restore() -> list[str] | None:
+            store = await bound_app.result_store()
+            return await store.restore_group(id)
+
+        member_ids = run_sync(_restore())
+        if member_ids is None:
+            return None
+        return cls(id, [AsyncResult(m, app=app) for m in member_ids], app=app)
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return ((self.id, None), [r.as_tuple() for r in self.results])
+
+
+ResultSet = GroupResult

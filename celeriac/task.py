@@ -138,9 +138,12 @@ class Task(Generic[P, R]):
 
         args, kwargs = list(args or ()), dict(kwargs or {})
         self._check_arguments(args, kwargs)
-        task_options = {k: getattr(self, k) for k in _SEND_OPTION_NAMES if getattr(self, k) is not None}
-        message, result = build_message(self.app, self.name, args, kwargs, options, task_options)
+        message, result = build_message(self.app, self.name, args, kwargs, options, self.send_options())
         return message, result
+
+    def send_options(self) -> dict[str, Any]:
+        """This task's own defaults for sending (queue, priority, ...)."""
+        return {k: getattr(self, k) for k in _SEND_OPTION_NAMES if getattr(self, k) is not None}
 
     def _check_arguments(self, args: list[Any], kwargs: dict[str, Any]) -> None:
         """Fail at ``delay()`` for arguments the function cannot take, as Celery's typing does."""
@@ -246,6 +249,21 @@ class Task(Generic[P, R]):
                          immutable=immutable, app=self.app)
 
     subtask = signature
+
+    def map(self, it: Iterable[Any]) -> Signature:
+        from .canvas import xmap
+
+        return xmap(self.s(), it, app=self.app)
+
+    def starmap(self, it: Iterable[Any]) -> Signature:
+        from .canvas import xstarmap
+
+        return xstarmap(self.s(), it, app=self.app)
+
+    def chunks(self, it: Iterable[Any], n: int) -> Signature:
+        from .canvas import chunks
+
+        return chunks(self.s(), it, n, app=self.app)
 
 
 def make_task(fun: Callable[..., Any], app: Celery | None, options: dict[str, Any]) -> Task[Any, Any]:

@@ -22,6 +22,10 @@ class OutgoingMessage:
     body: bytes
     priority: int = 0  # 0-9, 9 first
     eta_ms: int | None = None  # None or past: queued now; future: scheduled
+    # Remember the id this long after publishing and refuse it again even once it is done:
+    # follow-up messages (a chain's next step, a chord body) use it so they are enqueued
+    # exactly once, however often the task that sends them runs.
+    unique_for_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -45,9 +49,10 @@ class Broker(Protocol):
     async def publish(self, messages: Sequence[OutgoingMessage], *, on_duplicate: str = "error") -> None:
         """Store messages durably before returning.
 
-        A task id that is already scheduled, queued or reserved raises
-        ``DuplicateTaskError`` (``on_duplicate="ignore"`` skips it instead). A batch is
-        checked before any of it is written.
+        A task id that is already scheduled, queued or reserved, or that was published
+        with ``unique_for_s`` less than that long ago, raises ``DuplicateTaskError``
+        (``on_duplicate="ignore"`` skips it instead). A batch is checked before any of it
+        is written.
         """
 
     async def reserve(

@@ -49,6 +49,7 @@ class MemoryState:
     leases: list[tuple[int, int, str]] = field(default_factory=list)
     revoked: dict[str, tuple[float, bool]] = field(default_factory=dict)
     dead: dict[str, DeadLetter] = field(default_factory=dict)
+    unique_ids: dict[str, float] = field(default_factory=dict)  # id -> remembered until
     results: dict[str, tuple[ResultRecord, float | None]] = field(default_factory=dict)
     groups: dict[str, set[str]] = field(default_factory=dict)
     saved_groups: dict[str, list[str]] = field(default_factory=dict)
@@ -91,8 +92,10 @@ class MemoryBroker:
         now = self.clock_ms()
         with st.lock:
             fresh: list[OutgoingMessage] = []
+            wall = time.time()
             for msg in messages:
-                if msg.task_id in st.messages or any(m.task_id == msg.task_id for m in fresh):
+                if (msg.task_id in st.messages or st.unique_ids.get(msg.task_id, 0) > wall
+                        or any(m.task_id == msg.task_id for m in fresh)):
                     if on_duplicate == "ignore":
                         continue
                     raise DuplicateTaskError(
@@ -101,6 +104,8 @@ class MemoryBroker:
                     )
                 fresh.append(msg)
             for msg in fresh:
+                if msg.unique_for_s:
+                    st.unique_ids[msg.task_id] = wall + msg.unique_for_s
                 eta = msg.eta_ms if msg.eta_ms is not None else now
                 self._put(_Message(msg.task_id, msg.queue, msg.body, msg.priority, eta, QUEUED,
                                    next(st.seq)), now)

@@ -62,8 +62,21 @@ class SQLiteBroker:
                 due = msg.eta_ms if msg.eta_ms is not None else now
                 state = SCHEDULED if due > now else QUEUED
                 rows.append((msg.task_id, msg.queue, msg.body, msg.priority, due, state))
+            unique = [m for m in messages if m.unique_for_s]
+            if unique:
+                conn.execute("DELETE FROM celeriac_unique_ids WHERE remembered_until_ms <= ?", (now,))
             if on_duplicate != "ignore":
                 _refuse_duplicates(conn, [m.task_id for m in messages])
+            elif unique:
+                remembered = {r[0] for r in conn.execute(
+                    f"SELECT task_id FROM celeriac_unique_ids WHERE task_id IN ({','.join('?' * len(unique))})",
+                    [m.task_id for m in unique],
+                )}
+                rows = [row for row in rows if row[0] not in remembered]
+            conn.executemany(
+                "INSERT OR IGNORE INTO celeriac_unique_ids VALUES (?, ?)",
+                [(m.task_id, now + int(m.unique_for_s * 1000)) for m in unique if m.unique_for_s],
+            )
             conn.executemany(
                 "INSERT OR IGNORE INTO celeriac_messages"
                 " (task_id, queue, body, priority, available_at_ms, state)"
@@ -355,7 +368,9 @@ def _refuse_duplicates(conn: sqlite3.Connection, task_ids: list[str]) -> None:
         chunk = task_ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
         taken += [r[0] for r in conn.execute(
-            f"SELECT task_id FROM celeriac_messages WHERE task_id IN ({marks})", chunk
+            f"SELECT task_id FROM celeriac_messages WHERE task_id IN ({marks})"
+            f" UNION SELECT task_id FROM celeriac_unique_ids WHERE task_id IN ({marks})",
+            chunk + chunk,
         )]
     if taken:
         raise DuplicateTaskError(

@@ -36,6 +36,7 @@ from ..message import (
 )
 from ..task import Task, outcome_record
 from .completion import CompletionBuffer
+from .followups import FollowUps
 from .lease import LeaseKeeper
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ class Worker:
         )
         self.keeper.start()
         self.completion = CompletionBuffer(self.broker, self.store, self.keeper)
+        self.followups = FollowUps(self.app, self.store)
         self.completion.start()
         logger.info(
             "%s ready: queues %s, concurrency %d, pool %s, broker %s, lease %.0fs",
@@ -295,18 +297,24 @@ class Worker:
         kind = outcome.kind
         if kind == "success":
             logger.info("%s succeeded in %.4fs: %s", label, outcome.runtime_s, _short(outcome.value))
-            try:
-                record = self._record(delivery, envelope, SUCCESS, value=outcome.value) if stores_result else None
-            except SerializationError as exc:
-                logger.error("%s returned a value that cannot be stored: %s", label, exc)
-                record = self._record(delivery, envelope, FAILURE, exc=exc)
-            await self._send_callbacks(envelope.link, outcome.value, envelope)
-            self.completion.ack(delivery, record)
+            children = await self.followups.on_success(envelope, outcome.value)
+            record = None
+            if stores_result or envelope.chord:
+                try:
+                    record = self._record(delivery, envelope, SUCCESS, value=outcome.value, children=children)
+                except SerializationError as exc:
+                    logger.error("%s returned a value that cannot be stored: %s", label, exc)
+                    record = self._record(delivery, envelope, FAILURE, exc=exc)
+            if envelope.chord and record is not None:
+                await self.followups.chord_member_done(envelope, record)
+            self._acknowledge(delivery, envelope, record)
         elif kind == "failure":
             logger.error("%s raised unexpected: %r\n%s", label, outcome.exc, outcome.traceback or "")
             record = self._record(delivery, envelope, FAILURE, exc=outcome.exc, tb=outcome.traceback)
-            await self._send_callbacks(envelope.link_error, envelope.id, envelope, pass_value=True)
-            self.completion.ack(delivery, record if stores_result else None)
+            await self.followups.on_failure(envelope, request, outcome.exc, outcome.traceback)
+            if envelope.chord:
+                await self.followups.chord_member_done(envelope, record)
+            self._acknowledge(delivery, envelope, record if stores_result else None)
         elif kind == "retry":
             await self._retry(delivery, envelope, outcome, stores_result, label)
         elif kind == "ignore":
@@ -317,6 +325,10 @@ class Worker:
             logger.warning("%s %s; sent to the dead-letter queue", label, reason)
             self.keeper.drop(delivery.task_id)
             await self.broker.dead_letter(delivery, reason)
+
+    def _acknowledge(self, delivery: Delivery, envelope: Envelope, record: ResultRecord | None) -> None:
+        # A chord member's result was written with its group membership, not with the ack.
+        self.completion.ack(delivery, None if envelope.chord else record)
 
     async def _retry(self, delivery: Delivery, envelope: Envelope, outcome: Outcome,
                      stores_result: bool, label: str) -> None:
@@ -345,20 +357,6 @@ class Worker:
             return
         if stores_result:
             self.completion.record(self._record(delivery, envelope, RETRY, exc=outcome.exc, tb=outcome.traceback))
-
-    async def _send_callbacks(self, signatures: list[dict[str, Any]], value: Any, envelope: Envelope,
-                              pass_value: bool = True) -> None:
-        if not signatures:
-            return
-        from ..canvas import Signature
-
-        for raw in signatures:
-            sig = Signature.from_dict(raw, app=self.app)
-            try:
-                await sig.aapply_async((value,) if pass_value else (), parent_id=envelope.id,
-                                       root_id=envelope.root_id or envelope.id)
-            except Exception as exc:
-                logger.error("could not send callback %r of task %s: %s", sig, envelope.id, exc)
 
     # --- cancellation ---------------------------------------------------------------
 

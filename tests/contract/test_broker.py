@@ -88,6 +88,20 @@ async def test_duplicate_batch_writes_nothing(broker: Broker) -> None:
     assert sorted(await reserve(broker)) == ["taken"]
 
 
+async def test_unique_id_is_refused_even_after_it_is_done(broker: Broker) -> None:
+    body = msg("body-1")
+    body.unique_for_s = 60
+    await broker.publish([body])
+    [d] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w", timeout_s=0)
+    assert await broker.ack([d]) == []
+    with pytest.raises(DuplicateTaskError, match="body-1"):
+        await broker.publish([msg("body-1")])
+    again = msg("body-1")
+    again.unique_for_s = 60
+    await broker.publish([again, msg("other")], on_duplicate="ignore")
+    assert await reserve(broker) == ["other"]
+
+
 async def test_scheduled_message_has_no_lease_until_due(broker: Broker) -> None:
     now = int(time.time() * 1000)
     await broker.publish([msg("later", eta_ms=now + 400), msg("now")])

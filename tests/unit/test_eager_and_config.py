@@ -107,6 +107,7 @@ def test_public_names_are_pinned() -> None:
     import celeriac
 
     assert sorted(celeriac.__all__) == sorted([
-        "App", "AsyncResult", "Celery", "EagerResult", "Signature", "Task", "__version__",
-        "current_app", "shared_task", "signature", "subtask",
+        "App", "AsyncResult", "Celery", "EagerResult", "GroupResult", "Signature", "Task", "__version__",
+        "chain", "chord", "chunks", "current_app", "group", "maybe_signature", "shared_task", "signature",
+        "subtask", "xmap", "xstarmap",
     ])

@@ -24,6 +24,12 @@ CREATE INDEX IF NOT EXISTS celeriac_messages_leases
 CREATE INDEX IF NOT EXISTS celeriac_messages_schedule
     ON celeriac_messages (available_at_ms) WHERE state = 2;
 
+-- Ids published with unique_for_s: refused again until remembered_until_ms.
+CREATE TABLE IF NOT EXISTS celeriac_unique_ids (
+    task_id TEXT PRIMARY KEY,
+    remembered_until_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS celeriac_dead_letters (
     task_id TEXT PRIMARY KEY,
     queue TEXT NOT NULL,

@@ -1,0 +1,26 @@
+--[[ list-dead-letters-2: the oldest dead letters of each queue.
+
+KEYS, 2 per queue: dead, dead-letters
+ARGV: limit (per queue; the caller merges queues by failure time)
+Returns 5 per dead letter: queue index, task id, failed_at_ms, reason, body.
+A read-only script, so one call reads a consistent view of every queue.
+]]
+--- @include "dead_letter"
+
+local limit = tonumber(ARGV[1])
+local reply = {}
+for g = 1, #KEYS / 2 do
+  local dead = redis.call('ZRANGE', KEYS[2 * g - 1], 0, limit - 1, 'WITHSCORES')
+  for j = 1, #dead, 2 do
+    local value = redis.call('HGET', KEYS[2 * g], dead[j])
+    if value then
+      local _, reason, body = unpack_dead_letter(value)
+      reply[#reply + 1] = g
+      reply[#reply + 1] = dead[j]
+      reply[#reply + 1] = dead[j + 1]
+      reply[#reply + 1] = reason
+      reply[#reply + 1] = body
+    end
+  end
+end
+return reply

@@ -1,0 +1,40 @@
+"""Tasks every app has, under Celery's names: ``celery.map`` and ``celery.starmap``.
+
+They run a task's function here, in the worker, over a list of arguments: what
+``task.map()``, ``task.starmap()`` and ``task.chunks()`` send.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .app import Celery
+    from .task import Task
+
+
+def builtin_tasks(app: Celery) -> dict[str, Task[Any, Any]]:
+    from .canvas import Signature
+    from .task import Task
+
+    async def call_each(task: dict[str, Any], it: list[Any], star: bool) -> list[Any]:
+        fn = app.get_task(Signature.from_dict(task, app=app).task)
+        out = []
+        for item in it:
+            value = fn(*item) if star else fn(item)
+            if inspect.isawaitable(value):
+                value = await value
+            out.append(value)
+        return out
+
+    async def xmap(task: dict[str, Any], it: list[Any]) -> list[Any]:
+        return await call_each(task, it, star=False)
+
+    async def xstarmap(task: dict[str, Any], it: list[Any]) -> list[Any]:
+        return await call_each(task, it, star=True)
+
+    return {
+        "celery.map": Task(xmap, app, {"name": "celery.map"}),
+        "celery.starmap": Task(xstarmap, app, {"name": "celery.starmap"}),
+    }
