@@ -44,3 +44,19 @@ def blocking_nap(self: Any, seconds: float) -> dict[str, int]:
     time.sleep(seconds)
     note("end", self.request)
     return {"pid": os.getpid()}
+
+
+@app.task(bind=True)
+async def member(self: Any, index: int, seconds: float = 0.0) -> int:
+    note("start", self.request)
+    if seconds:
+        await asyncio.sleep(seconds)
+    note("end", self.request)
+    return index
+
+
+@app.task(bind=True)
+def collect(self: Any, results: list[int]) -> list[int]:
+    note("start", self.request)
+    note("end", self.request)
+    return results
