@@ -15,6 +15,7 @@ from ._bridge import run_sync
 from .backends import ResultStore, can_store_results, create_store
 from .brokers import Broker, BrokerOptions, OutgoingMessage, create_broker
 from .config import Settings
+from .control import Control
 from .exceptions import ConfigurationError, NotRegistered
 from .result import AsyncResult
 
@@ -163,6 +164,7 @@ class Celery:
             max_deliveries=int(self.conf.broker_max_deliveries),
             revoked_ttl_s=float(self.conf.revoked_ttl_seconds),
             result_expires_s=self.conf.result_expires_s(),
+            events_max=int(self.conf.events_max),
         )
 
     def new_clients(self) -> Clients:
@@ -232,21 +234,6 @@ class Celery:
 
     def AsyncResult(self, id: str, **kwargs: Any) -> AsyncResult[Any]:
         return AsyncResult(id, app=self, **kwargs)
-
-
-class Control:
-    """``app.control``: revoke now; inspect arrives with the event log."""
-
-    def __init__(self, app: Celery) -> None:
-        self.app = app
-
-    def revoke(self, task_id: str | Iterable[str], terminate: bool = False, signal: str | None = None) -> None:
-        ids = [task_id] if isinstance(task_id, str) else list(task_id)
-        run_sync(self.arevoke(ids, terminate=terminate))
-
-    async def arevoke(self, task_ids: Iterable[str], terminate: bool = False) -> None:
-        broker = (await self.app.clients()).broker
-        await broker.revoke(list(task_ids), terminate=terminate)
 
 
 def current_app() -> Celery:

@@ -14,7 +14,7 @@ from .brokers.base import OutgoingMessage
 
 if TYPE_CHECKING:
     from .app import Celery
-    from .result import AsyncResult, GroupResult
+    from .result import GroupResult
 
 
 class Signature(dict[str, Any]):

@@ -171,6 +171,71 @@ def result(ctx: click.Context, task_id: str, timeout: float | None) -> None:
     click.echo(f"{res.state}: {res.result!r}")
 
 
+
+
+@click.command("events")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new events.")
+@click.option("-n", "--limit", default=50, show_default=True, help="How many recent events to show first.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def events(ctx: click.Context, follow: bool, limit: int, as_json: bool) -> None:
+    """Show the event log: task outcomes and worker heartbeats."""
+    import asyncio
+
+    from .events import decode_event
+
+    app = _app(ctx)
+
+    async def run() -> None:
+        broker = (await app.clients()).broker
+        batch = await broker.read_events(None, limit)
+        while True:
+            for _, raw in batch:
+                event = decode_event(raw)
+                if as_json:
+                    click.echo(raw.decode())
+                else:
+                    when = dt.datetime.fromtimestamp(event.ts).strftime("%H:%M:%S.%f")[:-3]
+                    what = f"{event.name}[{event.task_id}]" if event.task_id else f"held={len(event.held or [])}"
+                    extra = f" {event.runtime_s:.4f}s" if event.runtime_s is not None else ""
+                    click.echo(f"{when} {event.hostname} {event.type} {what}{extra}"
+                               f"{' ' + event.exception if event.exception else ''}")
+            if not follow:
+                return
+            last = batch[-1][0] if batch else None
+            await asyncio.sleep(0.5)
+            batch = await broker.read_events(last, 1000) if last else await broker.read_events(None, limit)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        _run(run())
+
+
+@click.command("inspect")
+@click.argument("what", type=click.Choice(["active", "stats", "ping"]), default="stats")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def inspect_command(ctx: click.Context, what: str, as_json: bool) -> None:
+    """What live workers hold and have done (from their heartbeats)."""
+    app = _app(ctx)
+    inspector = app.control.inspect()
+    answer = getattr(inspector, what)()
+    if as_json:
+        click.echo(json.dumps(answer))
+        return
+    if not answer:
+        click.echo("no live workers (none sent a heartbeat recently)")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"inspect {what}")
+    table.add_column("worker")
+    table.add_column(what)
+    for host, value in sorted(answer.items()):
+        table.add_row(host, json.dumps(value))
+    Console().print(table)
+
+
 def register_tools(group: click.Group) -> None:
-    for command in (dlq, purge, queues, call, result):
+    for command in (dlq, purge, queues, call, result, events, inspect_command):
         group.add_command(command)

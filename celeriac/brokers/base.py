@@ -31,6 +31,7 @@ class OutgoingMessage:
 @dataclass(slots=True)
 class BrokerOptions:
     max_deliveries: int = 5
+    events_max: int = 10_000  # the event log keeps about this many of the newest events
     revoked_ttl_s: float = 86400.0 * 7
     result_expires_s: float | None = 86400.0
 
@@ -104,6 +105,12 @@ class Broker(Protocol):
 
     async def queue_depths(self) -> dict[str, int]:
         """Queued-plus-scheduled counts per queue."""
+
+    async def emit_events(self, events: Sequence[bytes]) -> None:
+        """Append to the capped event log, dropping the oldest past ``events_max``."""
+
+    async def read_events(self, after: str | None = None, limit: int = 1000) -> list[tuple[str, bytes]]:
+        """Events newer than the id ``after`` (oldest first); with None, the newest ``limit``."""
 
     def stores_results_with_ack(self, store: object) -> bool:
         """Whether ``ack(results=...)`` can write into ``store`` in the same round trip."""

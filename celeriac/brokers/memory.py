@@ -8,10 +8,12 @@ bridge and the worker run on different threads.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import heapq
 import itertools
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
@@ -50,6 +52,7 @@ class MemoryState:
     revoked: dict[str, tuple[float, bool]] = field(default_factory=dict)
     dead: dict[str, DeadLetter] = field(default_factory=dict)
     unique_ids: dict[str, float] = field(default_factory=dict)  # id -> remembered until
+    events: deque[tuple[int, bytes]] = field(default_factory=deque)
     results: dict[str, tuple[ResultRecord, float | None]] = field(default_factory=dict)
     groups: dict[str, set[str]] = field(default_factory=dict)
     saved_groups: dict[str, list[str]] = field(default_factory=dict)
@@ -92,10 +95,11 @@ class MemoryBroker:
         now = self.clock_ms()
         with st.lock:
             fresh: list[OutgoingMessage] = []
+            fresh_ids: set[str] = set()
             wall = time.time()
             for msg in messages:
                 if (msg.task_id in st.messages or st.unique_ids.get(msg.task_id, 0) > wall
-                        or any(m.task_id == msg.task_id for m in fresh)):
+                        or msg.task_id in fresh_ids):
                     if on_duplicate == "ignore":
                         continue
                     raise DuplicateTaskError(
@@ -103,6 +107,7 @@ class MemoryBroker:
                         "id, or pass on_duplicate='ignore' to skip it"
                     )
                 fresh.append(msg)
+                fresh_ids.add(msg.task_id)
             for msg in fresh:
                 if msg.unique_for_s:
                     st.unique_ids[msg.task_id] = wall + msg.unique_for_s
@@ -322,6 +327,24 @@ class MemoryBroker:
             for task_id in doomed:
                 del self.state.messages[task_id]
             return len(doomed)
+
+    async def emit_events(self, events: Sequence[bytes]) -> None:
+        with self.state.lock:
+            log = self.state.events
+            for raw in events:
+                log.append((next(self.state.seq), raw))
+            while len(log) > self.options.events_max:
+                log.popleft()
+
+    async def read_events(self, after: str | None = None, limit: int = 1000) -> list[tuple[str, bytes]]:
+        with self.state.lock:
+            log = list(self.state.events)
+        if after is None:
+            chosen = log[-limit:]
+        else:
+            start = bisect.bisect_right([event_id for event_id, _ in log], int(after))
+            chosen = log[start : start + limit]
+        return [(str(event_id), raw) for event_id, raw in chosen]
 
     async def queue_depths(self) -> dict[str, int]:
         depths: dict[str, int] = {}

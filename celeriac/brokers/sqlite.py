@@ -345,6 +345,34 @@ class SQLiteBroker:
             ).rowcount
         )
 
+    async def emit_events(self, events: Sequence[bytes]) -> None:
+        if not events:
+            return
+        cap = self.options.events_max
+
+        def apply(conn: sqlite3.Connection) -> None:
+            cursor = conn.executemany("INSERT INTO celeriac_events (body) VALUES (?)", [(e,) for e in events])
+            last = conn.execute("SELECT max(id) FROM celeriac_events").fetchone()[0]
+            conn.execute("DELETE FROM celeriac_events WHERE id <= ?", (last - cap,))
+            del cursor
+
+        await self.db.run(lambda conn: transaction(conn, apply))
+
+    async def read_events(self, after: str | None = None, limit: int = 1000) -> list[tuple[str, bytes]]:
+        def query(conn: sqlite3.Connection) -> list[tuple[str, bytes]]:
+            if after is None:
+                rows = conn.execute(
+                    "SELECT id, body FROM (SELECT id, body FROM celeriac_events ORDER BY id DESC LIMIT ?)"
+                    " ORDER BY id", (limit,),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT id, body FROM celeriac_events WHERE id > ? ORDER BY id LIMIT ?", (int(after), limit)
+                ).fetchall()
+            return [(str(r[0]), r[1]) for r in rows]
+
+        return await self.db.run(query)
+
     async def queue_depths(self) -> dict[str, int]:
         rows = await self.db.run(
             lambda conn: conn.execute(

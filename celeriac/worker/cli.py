@@ -23,7 +23,8 @@ IGNORED_FLAGS = ("without_gossip", "without_mingle", "without_heartbeat")
 @click.option("-c", "--concurrency", type=int, default=None,
               help="Tasks in flight at once, sync and async together (default 100).")
 @click.option("-Q", "--queues", default=None, help="Comma-separated queues to consume from.")
-@click.option("-l", "--loglevel", "--log-level", default="INFO", show_default=True)
+@click.option("-l", "--loglevel", "--log-level", default="WARNING", show_default=True,
+              help="INFO logs one line per task outcome.")
 @click.option("-n", "--hostname", default=None, help="Worker name, e.g. worker1@%h.")
 @click.option("-P", "--pool", type=click.Choice(["threads", "solo", "prefork", "gevent", "eventlet"]),
               default=None, help="Where sync tasks run (default threads).")

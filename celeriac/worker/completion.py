@@ -31,6 +31,7 @@ class CompletionBuffer:
         self._acks: list[Delivery] = []
         self._ack_results: list[ResultRecord] = []
         self._results: list[ResultRecord] = []  # written without an ack: STARTED, RETRY, REVOKED
+        self._events: list[bytes] = []
         self._wanted = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -50,6 +51,10 @@ class CompletionBuffer:
             self._results.append(record)
             self._kick()
 
+    def event(self, raw: bytes) -> None:
+        """Queue an event for the next flush; events never trigger a flush of their own."""
+        self._events.append(raw)
+
     def _kick(self) -> None:
         self._idle.clear()
         self._wanted.set()
@@ -64,6 +69,12 @@ class CompletionBuffer:
 
     async def stop(self) -> None:
         await self.drain()
+        if self._events:
+            events, self._events = self._events, []
+            try:
+                await self.broker.emit_events(events)
+            except Exception as exc:
+                logger.warning("could not write %d events at shutdown: %s", len(events), exc)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -75,6 +86,7 @@ class CompletionBuffer:
             self._wanted.clear()
             acks, ack_results, results = self._acks, self._ack_results, self._results
             self._acks, self._ack_results, self._results = [], [], []
+            events, self._events = self._events, []
             try:
                 await self._write(acks, ack_results, results)
             except Exception as exc:
@@ -84,6 +96,11 @@ class CompletionBuffer:
                 await asyncio.sleep(RETRY_PAUSE_S)
                 self._wanted.set()
                 continue
+            if events:
+                try:
+                    await self.broker.emit_events(events)
+                except Exception as exc:  # events are a view for people: never hold acks back
+                    logger.debug("dropped %d events: %s", len(events), exc)
             if not (self._acks or self._results):
                 self._idle.set()
 

@@ -26,7 +26,10 @@ class LeaseKeeper:
         self, broker_factory: Callable[[], Broker], lease_s: float,
         on_lost: Callable[[list[str], str], None],
         on_revoked: Callable[[dict[str, bool]], None] | None = None,
+        heartbeat: Callable[[], bytes] | None = None, heartbeat_s: float = 2.0,
     ) -> None:
+        self.heartbeat = heartbeat
+        self.heartbeat_s = heartbeat_s
         self.broker_factory = broker_factory
         self.lease_s = lease_s
         self.on_lost = on_lost  # called from the keeper's thread with ids and a reason
@@ -65,11 +68,21 @@ class LeaseKeeper:
     async def _keep(self) -> None:
         broker = self.broker_factory()
         interval_s = self.lease_s / 3
+        tick_s = min(interval_s, self.heartbeat_s) if self.heartbeat else interval_s
         lease_ms = int(self.lease_s * 1000)
         failing_since: float | None = None
+        next_renewal = time.monotonic() + interval_s
         try:
             await broker.connect()
-            while not self._stop.wait(interval_s):
+            while not self._stop.wait(tick_s):
+                if self.heartbeat is not None:
+                    try:
+                        await broker.emit_events([self.heartbeat()])
+                    except Exception as exc:
+                        logger.debug("heartbeat not sent: %s", exc)
+                if time.monotonic() < next_renewal:
+                    continue
+                next_renewal = time.monotonic() + interval_s
                 held = self.held()
                 if not held:
                     failing_since = None

@@ -12,13 +12,27 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ..context import Request
+from ..events import (
+    TASK_FAILED,
+    TASK_REJECTED,
+    TASK_RETRIED,
+    TASK_REVOKED,
+    TASK_SUCCEEDED,
+    WORKER_HEARTBEAT,
+    WORKER_OFFLINE,
+    WORKER_ONLINE,
+    task_event,
+    worker_event,
+)
 from ..exceptions import ConfigurationError, NotRegistered, SerializationError
 from ..execution import Outcome, execute
 from ..message import (
@@ -45,6 +59,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("celeriac.worker")
 
 IDLE_RESERVE_TIMEOUT_S = 1.0
+OUTCOME_EVENTS = {"success": TASK_SUCCEEDED, "failure": TASK_FAILED, "retry": TASK_RETRIED,
+                  "ignore": TASK_SUCCEEDED, "reject": TASK_REJECTED}
 BROKER_RETRY_MAX_S = 10.0
 
 
@@ -86,6 +102,8 @@ class Worker:
         self.result_extended = bool(conf.result_extended)
         self.default_time_limit = conf.task_time_limit
         self.default_soft_time_limit = conf.task_soft_time_limit
+        self.sends_events = bool(conf.worker_send_task_events)
+        self.heartbeat_s = float(conf.worker_heartbeat_seconds)
 
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancel_reasons: dict[str, str] = {}
@@ -109,16 +127,21 @@ class Worker:
             lambda: self.app.new_clients().broker, self.lease_s,
             on_lost=lambda ids, why: _call_soon(loop, self._on_leases_lost, ids, why),
             on_revoked=lambda found: _call_soon(loop, self._on_revoked, found),
+            heartbeat=self._heartbeat if self.sends_events else None, heartbeat_s=self.heartbeat_s,
         )
         self.keeper.start()
         self.completion = CompletionBuffer(self.broker, self.store, self.keeper)
         self.followups = FollowUps(self.app, self.store)
         self.completion.start()
-        logger.info(
-            "%s ready: queues %s, concurrency %d, pool %s, broker %s, lease %.0fs",
-            self.hostname, ",".join(self.queues), self.concurrency, self.pool,
-            _safe_url(self.broker.url), self.lease_s,
+        # The ready line is a banner, printed whatever the log level (as Celery's is):
+        # scripts and tests wait for it.
+        print(
+            f"{self.hostname} ready: queues {','.join(self.queues)}, concurrency {self.concurrency}, "
+            f"pool {self.pool}, broker {_safe_url(self.broker.url)}, lease {self.lease_s:.0f}s",
+            file=sys.stderr, flush=True,
         )
+        if self.sends_events:
+            await self.broker.emit_events([self._worker_event(WORKER_ONLINE)])
         self.ready.set()
         fetcher = asyncio.create_task(self._fetch_loop(), name="celeriac-fetcher")
         try:
@@ -241,6 +264,9 @@ class Worker:
         record = outcome_record(envelope.id, REVOKED, name=envelope.task, exc=TaskRevokedError(reason),
                                 token=delivery.fencing_token, worker=self.hostname)
         self.completion.ack(delivery, record)
+        if self.sends_events:
+            self.completion.event(task_event(TASK_REVOKED, self.hostname, envelope.id, envelope.task,
+                                             queue=envelope.queue, exception=reason))
 
     # --- running --------------------------------------------------------------------
 
@@ -260,6 +286,7 @@ class Worker:
 
     async def _run(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any]) -> None:
         request = self._request(delivery, envelope)
+        started_ts = time.time()
         stores_result = not (envelope.ignore_result or task.ignore_result)
         try:
             if stores_result and (task.track_started or (task.track_started is None and self.track_started)):
@@ -277,6 +304,13 @@ class Worker:
             self._slot_free.set()
         self.tasks_done += 1
         await self._finish(delivery, envelope, task, request, outcome, stores_result)
+        if self.sends_events:
+            self.completion.event(task_event(
+                OUTCOME_EVENTS[outcome.kind], self.hostname, envelope.id, envelope.task,
+                queue=envelope.queue, started_ts=started_ts, runtime_s=outcome.runtime_s,
+                retries=envelope.retries, exception=repr(outcome.exc) if outcome.exc is not None else None,
+                result=_short(outcome.value, 100) if outcome.kind == "success" else None,
+            ))
 
     def _run_in_thread(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
         return asyncio.get_running_loop().run_in_executor(self._threads, fn)
@@ -358,6 +392,16 @@ class Worker:
         if stores_result:
             self.completion.record(self._record(delivery, envelope, RETRY, exc=outcome.exc, tb=outcome.traceback))
 
+    # --- events ---------------------------------------------------------------------
+
+    def _worker_event(self, kind: str) -> bytes:
+        return worker_event(kind, self.hostname, processed=self.tasks_done, concurrency=self.concurrency,
+                            pid=os.getpid(), held=[d.task_id for d in self.keeper.held()])
+
+    def _heartbeat(self) -> bytes:
+        """Built on the lease keeper's thread: reads only thread-safe state."""
+        return self._worker_event(WORKER_HEARTBEAT)
+
     # --- cancellation ---------------------------------------------------------------
 
     def _on_cancelled(self, delivery: Delivery, envelope: Envelope) -> None:
@@ -416,6 +460,11 @@ class Worker:
                 logger.error("could not release leases (%s); they come back when they run out", exc)
             self.abandoned_threads = True  # a sync task's thread cannot be stopped
         self.keeper.stop()
+        if self.sends_events:
+            try:
+                await self.broker.emit_events([self._worker_event(WORKER_OFFLINE)])
+            except Exception as exc:
+                logger.debug("could not send worker-offline: %s", exc)
         self._threads.shutdown(wait=False, cancel_futures=True)
         await self.app.close()
         logger.info("%s stopped after %d tasks", self.hostname, self.tasks_done)

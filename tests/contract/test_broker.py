@@ -210,3 +210,19 @@ async def test_ack_many_at_once(broker: Broker) -> None:
     assert len(got) == 50
     assert await broker.ack(got) == []
     assert await broker.queue_depths() == {}
+
+
+async def test_event_log_is_capped_and_read_in_order(backend_url: str) -> None:
+    b = create_broker(backend_url, BrokerOptions(events_max=5))
+    await b.connect()
+    try:
+        await b.emit_events([f"e{i}".encode() for i in range(8)])
+        newest = await b.read_events(None, 100)
+        assert [raw for _, raw in newest][-5:] == [f"e{i}".encode() for i in range(3, 8)]
+        assert len(newest) <= 6  # capping may be approximate, never unbounded
+        first_id = newest[-3][0]
+        assert [raw for _, raw in await b.read_events(first_id, 100)] == [b"e6", b"e7"]
+        await b.emit_events([b"e8"])
+        assert [raw for _, raw in await b.read_events(newest[-1][0], 100)] == [b"e8"]
+    finally:
+        await b.close()

@@ -30,6 +30,12 @@ CREATE TABLE IF NOT EXISTS celeriac_unique_ids (
     remembered_until_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- The capped event log: ids only grow; old rows are deleted past events_max.
+CREATE TABLE IF NOT EXISTS celeriac_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    body BLOB NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS celeriac_dead_letters (
     task_id TEXT PRIMARY KEY,
     queue TEXT NOT NULL,
