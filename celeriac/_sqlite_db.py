@@ -58,6 +58,7 @@ class SQLiteDatabase:
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._open_lock = asyncio.Lock()
+        self._last_purge_ms = 0
 
     async def open(self) -> None:
         async with self._open_lock:
@@ -77,6 +78,7 @@ class SQLiteDatabase:
             conn.execute("PRAGMA busy_timeout=30000")
             schema = resources.files("celeriac.brokers").joinpath("sqlite_sql/schema.sql").read_text()
             conn.executescript(schema)
+            _add_missing_columns(conn)
         except (sqlite3.Error, OSError) as exc:
             raise BrokerUnavailable(
                 f"cannot open the SQLite database at {self.path}: {exc}; check that the "
@@ -94,6 +96,14 @@ class SQLiteDatabase:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(executor, fn, conn)
 
+    def purge_expired(self, conn: sqlite3.Connection) -> None:
+        """Delete expired results and groups, at most once a minute (inside a write transaction)."""
+        now = now_ms()
+        if now - self._last_purge_ms > 60_000:
+            self._last_purge_ms = now
+            conn.execute("DELETE FROM celeriac_results WHERE expires_at_ms < ?", (now,))
+            conn.execute("DELETE FROM celeriac_groups WHERE expires_at_ms < ?", (now,))
+
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         executor, self._executor = self._executor, None
@@ -102,6 +112,22 @@ class SQLiteDatabase:
             await loop.run_in_executor(executor, conn.close)
         if executor is not None:
             executor.shutdown(wait=False)
+
+
+# Columns added after a table first shipped: (table, column, definition).
+_LATER_COLUMNS = [
+    ("celeriac_messages", "expired_count", "INTEGER NOT NULL DEFAULT 0"),
+    ("celeriac_dead_letters", "delivery_count", "INTEGER NOT NULL DEFAULT 0"),
+    ("celeriac_dead_letters", "priority", "INTEGER NOT NULL DEFAULT 0"),
+]
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Bring a file made by an earlier development build up to the current schema."""
+    for table, column, definition in _LATER_COLUMNS:
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in columns:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
 
 def transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:

@@ -146,8 +146,8 @@ async def _call(
         except TimeoutError:
             raise TimeLimitExceeded(
                 f"task {task.name}[{request.id}] ran past time_limit={time_limit}s; its thread "
-                "cannot be stopped and is abandoned (its late writes are fenced off). Use an "
-                "async def task or the prefork pool for work that must be stopped."
+                "cannot be stopped and is abandoned (its late writes are fenced off). Make it an "
+                "async def task if it must be stopped."
             ) from None
     return await future
 

@@ -110,6 +110,10 @@ class DeadLetter:
     body: bytes
     reason: str
     failed_at_ms: int
+    # Kept so a requeued message goes on with higher fencing tokens (a result written by
+    # an earlier delivery must not outrank the next one) and its own priority.
+    delivery_count: int = 0
+    priority: int = 0
 
 
 # Task states, as Celery names them.

@@ -26,7 +26,6 @@ class SQLiteResultStore:
         self.url = url
         self.expires_s = expires_s
         self.db = db or SQLiteDatabase(path_from_url(url))
-        self._last_purge_ms = 0
 
     async def connect(self) -> None:
         await self.db.open()
@@ -36,19 +35,12 @@ class SQLiteResultStore:
 
     async def store(self, records: Sequence[ResultRecord]) -> list[str]:
         def apply(conn: sqlite3.Connection) -> list[str]:
-            self._purge_expired(conn)
+            self.db.purge_expired(conn)
             return write_records(conn, records, self.expires_s)
 
         refused = await self.db.run(lambda conn: transaction(conn, apply))
         notify_results(self.db.notifier, records)
         return refused
-
-    def _purge_expired(self, conn: sqlite3.Connection) -> None:
-        now = now_ms()
-        if now - self._last_purge_ms > 60_000:
-            self._last_purge_ms = now
-            conn.execute("DELETE FROM celeriac_results WHERE expires_at_ms < ?", (now,))
-            conn.execute("DELETE FROM celeriac_groups WHERE expires_at_ms < ?", (now,))
 
     async def fetch(self, task_id: str) -> ResultRecord | None:
         return (await self.fetch_many([task_id])).get(task_id)

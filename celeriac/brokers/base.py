@@ -36,6 +36,23 @@ class BrokerOptions:
     result_expires_s: float | None = 86400.0
 
 
+def max_deliveries_reason(times: int, limit: int) -> str:
+    return (f"its lease ran out {times} times without the task finishing (max_deliveries={limit}); "
+            "it may crash or freeze its worker")
+
+
+def lost_record(task_id: str, reason: str, fencing_token: int) -> ResultRecord:
+    """The FAILURE a dead-lettered task shows, so ``get()`` does not wait for it forever.
+
+    It carries the last delivery's token, so a run after ``celeriac dlq requeue`` (which
+    keeps counting deliveries) replaces it.
+    """
+    import time
+
+    return ResultRecord(task_id=task_id, state="FAILURE", exc_type="celeriac.exceptions.WorkerLostError",
+                        exc_message=reason, date_done_ms=int(time.time() * 1000), fencing_token=fencing_token)
+
+
 @runtime_checkable
 class Broker(Protocol):
     """Async transport for task messages."""

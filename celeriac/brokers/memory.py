@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 from .._notify import Notifier, wait_for_notice
 from ..exceptions import DuplicateTaskError
 from ..message import DeadLetter, Delivery, ResultRecord
-from .base import BrokerOptions, OutgoingMessage
+from .base import BrokerOptions, OutgoingMessage, lost_record, max_deliveries_reason
 
 SCHEDULED, QUEUED, RESERVED = "scheduled", "queued", "reserved"
 MESSAGES = "messages"
@@ -37,6 +37,7 @@ class _Message:
     state: str
     seq: int
     delivery_count: int = 0
+    expired_count: int = 0  # leases run out since the last retry (see max_deliveries)
     lease_expires_at_ms: int = 0
 
 
@@ -195,10 +196,13 @@ class MemoryBroker:
                 continue
             if m.lease_expires_at_ms > now:  # renewed: its fresh heap entry is further on
                 continue
-            if m.delivery_count >= self.options.max_deliveries:
-                self._kill(m, f"delivered {m.delivery_count} times without finishing "
-                              f"(max_deliveries={self.options.max_deliveries}); it may crash "
-                              "or freeze its worker", now)
+            m.expired_count += 1
+            if m.expired_count >= self.options.max_deliveries:
+                reason = max_deliveries_reason(m.expired_count, self.options.max_deliveries)
+                self._kill(m, reason, now)
+                from ..backends.memory import write_records
+
+                write_records(st, [lost_record(m.task_id, reason, m.delivery_count)], self.options.result_expires_s)
                 continue
             m.seq = next(st.seq)
             m.eta_ms = now
@@ -206,7 +210,8 @@ class MemoryBroker:
 
     def _kill(self, m: _Message, reason: str, now: int) -> None:
         self.state.messages.pop(m.task_id, None)
-        self.state.dead[m.task_id] = DeadLetter(m.task_id, m.queue, m.body, reason, now)
+        self.state.dead[m.task_id] = DeadLetter(m.task_id, m.queue, m.body, reason, now, m.delivery_count,
+                                                m.priority)
 
     def _held(self, d: Delivery) -> _Message | None:
         m = self.state.messages.get(d.task_id)
@@ -266,7 +271,7 @@ class MemoryBroker:
             if m is None:
                 return False
             now = self.clock_ms()
-            m.body, m.seq = body, next(self.state.seq)
+            m.body, m.seq, m.expired_count = body, next(self.state.seq), 0
             m.eta_ms = eta_ms if eta_ms is not None else now
             self._put(m, now)
             self.state.notifier.notify(MESSAGES)
@@ -310,7 +315,8 @@ class MemoryBroker:
                 if task_id in self.state.messages:
                     continue
                 dl = self.state.dead.pop(task_id)
-                self._put(_Message(task_id, dl.queue, dl.body, 0, now, QUEUED, next(self.state.seq)), now)
+                self._put(_Message(task_id, dl.queue, dl.body, dl.priority, now, QUEUED, next(self.state.seq),
+                                   delivery_count=dl.delivery_count), now)
             self.state.notifier.notify(MESSAGES)
             return len(ids)
 

@@ -24,7 +24,7 @@ from .._sqlite_db import (
 )
 from ..exceptions import DuplicateTaskError
 from ..message import DeadLetter, Delivery, ResultRecord
-from .base import BrokerOptions, OutgoingMessage
+from .base import BrokerOptions, OutgoingMessage, lost_record, max_deliveries_reason
 
 QUEUED, RESERVED, SCHEDULED = 0, 1, 2
 MESSAGES = "messages"
@@ -168,21 +168,24 @@ class SQLiteBroker:
 
     def _reclaim_expired(self, conn: sqlite3.Connection, now: int) -> None:
         limit = self.options.max_deliveries
-        reason = (
-            f"delivered {{n}} times without finishing (max_deliveries={limit}); it may crash or "
-            "freeze its worker"
-        )
         conn.execute(
-            "INSERT OR REPLACE INTO celeriac_dead_letters (task_id, queue, body, reason, failed_at_ms)"
-            " SELECT task_id, queue, body, replace(?, '{n}', delivery_count), ? FROM celeriac_messages"
-            " WHERE state = 1 AND lease_expires_at_ms <= ? AND delivery_count >= ?",
-            (reason, now, now, limit),
+            "UPDATE celeriac_messages SET expired_count = expired_count + 1"
+            " WHERE state = 1 AND lease_expires_at_ms <= ?",
+            (now,),
         )
-        conn.execute(
-            "DELETE FROM celeriac_messages WHERE state = 1 AND lease_expires_at_ms <= ?"
-            " AND delivery_count >= ?",
+        doomed = conn.execute(
+            "DELETE FROM celeriac_messages WHERE state = 1 AND lease_expires_at_ms <= ? AND expired_count >= ?"
+            " RETURNING task_id, queue, body, expired_count, delivery_count, priority",
             (now, limit),
+        ).fetchall()
+        conn.executemany(
+            "INSERT OR REPLACE INTO celeriac_dead_letters"
+            " (task_id, queue, body, reason, failed_at_ms, delivery_count, priority) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(r[0], r[1], r[2], max_deliveries_reason(r[3], limit), now, r[4], r[5]) for r in doomed],
         )
+        if doomed:
+            write_records(conn, [lost_record(r[0], max_deliveries_reason(r[3], limit), r[4]) for r in doomed],
+                          self.options.result_expires_s)
         conn.execute(
             "UPDATE celeriac_messages SET state = 0, worker_id = NULL, lease_expires_at_ms = NULL,"
             " available_at_ms = ? WHERE state = 1 AND lease_expires_at_ms <= ?",
@@ -226,6 +229,7 @@ class SQLiteBroker:
                 if cursor.rowcount == 0:
                     refused.append(d.task_id)
             if results:
+                self.db.purge_expired(conn)
                 kept = [r for r in results if r.task_id not in refused]
                 write_records(conn, kept, self.options.result_expires_s)
             return refused
@@ -250,7 +254,7 @@ class SQLiteBroker:
         refused = await self._fenced(
             [delivery],
             "UPDATE celeriac_messages SET state = ?, body = ?, available_at_ms = ?, worker_id = NULL,"
-            " lease_expires_at_ms = NULL WHERE task_id = ? AND delivery_count = ? AND state = 1",
+            " lease_expires_at_ms = NULL, expired_count = 0 WHERE task_id = ? AND delivery_count = ? AND state = 1",
             (SCHEDULED if due > now else QUEUED, body, due),
         )
         self.db.notifier.notify(MESSAGES)
@@ -260,14 +264,15 @@ class SQLiteBroker:
         def apply(conn: sqlite3.Connection) -> bool:
             row = conn.execute(
                 "DELETE FROM celeriac_messages WHERE task_id = ? AND delivery_count = ? AND state = 1"
-                " RETURNING queue, body",
+                " RETURNING queue, body, priority",
                 (delivery.task_id, delivery.fencing_token),
             ).fetchone()
             if row is None:
                 return False
             conn.execute(
-                "INSERT OR REPLACE INTO celeriac_dead_letters VALUES (?, ?, ?, ?, ?)",
-                (delivery.task_id, row[0], row[1], reason, now_ms()),
+                "INSERT OR REPLACE INTO celeriac_dead_letters"
+                " (task_id, queue, body, reason, failed_at_ms, delivery_count, priority) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (delivery.task_id, row[0], row[1], reason, now_ms(), delivery.fencing_token, row[2]),
             )
             return True
 
@@ -306,7 +311,8 @@ class SQLiteBroker:
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         rows = await self.db.run(
             lambda conn: conn.execute(
-                "SELECT task_id, queue, body, reason, failed_at_ms FROM celeriac_dead_letters"
+                "SELECT task_id, queue, body, reason, failed_at_ms, delivery_count, priority"
+                " FROM celeriac_dead_letters"
                 " ORDER BY failed_at_ms LIMIT ?",
                 (limit,),
             ).fetchall()
@@ -320,12 +326,13 @@ class SQLiteBroker:
                 where = f" WHERE task_id IN ({','.join('?' * len(task_ids))})"
                 params = tuple(task_ids)
             rows = conn.execute(
-                f"DELETE FROM celeriac_dead_letters{where} RETURNING task_id, queue, body", params
+                f"DELETE FROM celeriac_dead_letters{where} RETURNING task_id, queue, body, delivery_count, priority",
+                params,
             ).fetchall()
             conn.executemany(
                 "INSERT OR IGNORE INTO celeriac_messages (task_id, queue, body, priority, available_at_ms,"
-                " state) VALUES (?, ?, ?, 0, ?, 0)",
-                [(r[0], r[1], r[2], now_ms()) for r in rows],
+                " state, delivery_count) VALUES (?, ?, ?, ?, ?, 0, ?)",
+                [(r[0], r[1], r[2], r[4], now_ms(), r[3]) for r in rows],
             )
             return len(rows)
 

@@ -51,10 +51,6 @@ def worker_command(ctx: click.Context, /, **options: Any) -> None:
     setup_logging(options["loglevel"], options["logfile"])
     app = load_app(ctx)
     _log_ignored(options)
-    if options["pool"] in ("prefork", "gevent", "eventlet"):
-        logger.warning("-P %s is not available in this version; using threads (async def tasks "
-                       "run on the event loop)", options["pool"])
-        options["pool"] = "threads"
     if options["pidfile"]:
         with open(options["pidfile"], "w") as f:
             f.write(str(os.getpid()))

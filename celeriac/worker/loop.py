@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from ..brokers.base import lost_record
 from ..context import Request
 from ..events import (
     TASK_FAILED,
@@ -48,6 +49,7 @@ from ..message import (
     encode_envelope,
     now_ms,
 )
+from ..serialization import check_args, dumps_pickle
 from ..task import Task, outcome_record
 from .completion import CompletionBuffer
 from .followups import FollowUps
@@ -84,10 +86,11 @@ class Worker:
         self.queues = list(queues or [conf.task_default_queue])
         self.pool = pool or conf.worker_pool
         if self.pool not in ("threads", "solo"):
-            raise ConfigurationError(
-                f"pool {self.pool!r} is not available in this version; use -P threads (sync "
-                "tasks on threads, async tasks on the event loop) or -P solo"
-            )
+            if self.pool not in ("prefork", "gevent", "eventlet"):
+                raise ConfigurationError(f"pool {self.pool!r} is unknown; use threads or solo")
+            logger.warning("pool %r is not available in this version; using threads (async def tasks "
+                           "run on the event loop)", self.pool)
+            self.pool = "threads"
         self.concurrency = 1 if self.pool == "solo" else int(concurrency or conf.worker_concurrency)
         self.hostname = expand_hostname(hostname)
         self.worker_id = f"{self.hostname}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -107,6 +110,8 @@ class Worker:
 
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancel_reasons: dict[str, str] = {}
+        self._sync_running: set[str] = set()  # ids of sync tasks on pool threads
+        self._terminate_refused: set[str] = set()
         self._slot_free = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._force = asyncio.Event()
@@ -246,7 +251,7 @@ class Worker:
                 task = self.app.get_task(envelope.task)
             except (SerializationError, NotRegistered) as exc:
                 logger.error("message %s sent to the dead-letter queue: %s", delivery.task_id, exc)
-                await self.broker.dead_letter(delivery, str(exc))
+                await self._dead_letter(delivery, str(exc))
                 continue
             if delivery.task_id in revoked:
                 self._finish_unrun(delivery, envelope, "revoked before it started")
@@ -255,6 +260,8 @@ class Worker:
                 self._finish_unrun(delivery, envelope, "expired before it started")
                 continue
             self.keeper.hold(delivery)
+            if not task.is_async:
+                self._sync_running.add(delivery.task_id)
             self._running[delivery.task_id] = asyncio.create_task(self._run(delivery, envelope, task))
 
     def _finish_unrun(self, delivery: Delivery, envelope: Envelope, reason: str) -> None:
@@ -301,9 +308,14 @@ class Worker:
             return
         finally:
             self._running.pop(delivery.task_id, None)
+            self._sync_running.discard(delivery.task_id)
             self._slot_free.set()
         self.tasks_done += 1
-        await self._finish(delivery, envelope, task, request, outcome, stores_result)
+        try:
+            await self._finish(delivery, envelope, task, request, outcome, stores_result)
+        except Exception as exc:
+            await self._finish_failed(delivery, envelope, exc)
+            return
         if self.sends_events:
             self.completion.event(task_event(
                 OUTCOME_EVENTS[outcome.kind], self.hostname, envelope.id, envelope.task,
@@ -358,7 +370,27 @@ class Worker:
             reason = f"rejected by the task: {outcome.exc}"
             logger.warning("%s %s; sent to the dead-letter queue", label, reason)
             self.keeper.drop(delivery.task_id)
-            await self.broker.dead_letter(delivery, reason)
+            await self._dead_letter(delivery, reason)
+
+    async def _finish_failed(self, delivery: Delivery, envelope: Envelope, exc: Exception) -> None:
+        """Finishing itself failed (a broker outage, a result that cannot be written).
+
+        The task must not sit under a lease renewed forever: dead-letter it with the
+        reason, or, if even that fails, let its lease run out so another worker takes it.
+        """
+        reason = f"the worker could not finish this task: {exc!r}"
+        logger.exception("Task %s[%s]: %s", envelope.task, envelope.id, reason)
+        self.keeper.drop(delivery.task_id)
+        try:
+            await self._dead_letter(delivery, reason)
+        except Exception as again:
+            logger.error("could not dead-letter %s either (%s); its lease will run out and it will "
+                         "be delivered again", envelope.id, again)
+
+    async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Move a message to the dead-letter queue and record FAILURE, so get() does not hang."""
+        if await self.broker.dead_letter(delivery, reason) and self.store is not None:
+            await self.store.store([lost_record(delivery.task_id, reason, delivery.fencing_token)])
 
     def _acknowledge(self, delivery: Delivery, envelope: Envelope, record: ResultRecord | None) -> None:
         # A chord member's result was written with its group membership, not with the ack.
@@ -370,20 +402,12 @@ class Worker:
         logger.info("%s retry: retry in %.1fs: %r", label, delay_s, outcome.exc)
         next_attempt = Envelope(**{f: getattr(envelope, f) for f in envelope.__struct_fields__})
         next_attempt.retries = envelope.retries + 1
-        if outcome.retry_args is not None:
-            from ..serialization import check_args
-
-            next_attempt.args, next_attempt.kwargs = check_args(envelope.task, *outcome.retry_args)
-        else:
-            from ..serialization import to_wire
-
-            next_attempt.args = to_wire(envelope.args)
-            next_attempt.kwargs = to_wire(envelope.kwargs)
+        args, kwargs = outcome.retry_args or (envelope.args, envelope.kwargs)
         if next_attempt.serializer == "pickle":
-            from ..serialization import dumps_pickle
-
-            next_attempt.payload = dumps_pickle((next_attempt.args, next_attempt.kwargs))
+            next_attempt.payload = dumps_pickle((list(args), dict(kwargs)))
             next_attempt.args, next_attempt.kwargs = [], {}
+        else:
+            next_attempt.args, next_attempt.kwargs = check_args(envelope.task, args, kwargs)
         eta_ms = now_ms() + int(delay_s * 1000) if delay_s > 0 else None
         self.keeper.drop(delivery.task_id)
         if not await self.broker.retry(delivery, encode_envelope(next_attempt), eta_ms):
@@ -426,9 +450,18 @@ class Worker:
     def _on_revoked(self, found: dict[str, bool]) -> None:
         for task_id, terminate in found.items():
             running = self._running.get(task_id)
-            if terminate and running is not None:
-                self._cancel_reasons[task_id] = "revoked"
-                running.cancel()
+            if not terminate or running is None:
+                continue
+            if task_id in self._sync_running:
+                # A thread cannot be stopped from outside; cancelling the asyncio side
+                # would only hide a body that keeps running. Say so once per task.
+                if task_id not in self._terminate_refused:
+                    self._terminate_refused.add(task_id)
+                    logger.warning("revoke(terminate=True) of %s: a sync task on a thread cannot be "
+                                   "stopped; it runs to the end (use an async def task to stop it)", task_id)
+                continue
+            self._cancel_reasons[task_id] = "revoked"
+            running.cancel()
 
     # --- shutdown -------------------------------------------------------------------
 

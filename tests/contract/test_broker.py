@@ -157,7 +157,30 @@ async def test_max_deliveries_dead_letters_with_reason(broker: Broker) -> None:
     assert dead.task_id == "crasher" and "3 times" in dead.reason
     assert await broker.requeue_dead_letters(["crasher"]) == 1
     [again] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w", timeout_s=0)
-    assert again.task_id == "crasher"
+    assert again.task_id == "crasher" and again.fencing_token == 4  # tokens keep rising
+
+
+async def test_retries_and_releases_do_not_count_toward_max_deliveries(broker: Broker) -> None:
+    await broker.publish([msg("steady", priority=7)])
+    for _ in range(4):  # more than max_deliveries=3, each ending in a retry or a release
+        [d] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w", timeout_s=1.0)
+        if d.fencing_token % 2:
+            assert await broker.retry(d, d.body, None)
+        else:
+            assert await broker.release([d]) == []
+    [d] = await broker.reserve(["q"], 1, lease_ms=50, worker_id="w", timeout_s=1.0)
+    await asyncio.sleep(0.1)
+    [d] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w", timeout_s=1.0)
+    assert d.task_id == "steady" and await broker.dead_letters() == []
+
+
+async def test_dead_letter_keeps_priority_for_requeue(broker: Broker) -> None:
+    await broker.publish([msg("low"), msg("urgent", priority=9)])
+    [d] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w", timeout_s=0)
+    assert d.task_id == "urgent"
+    assert await broker.dead_letter(d, "rejected")
+    await broker.requeue_dead_letters(None)
+    assert await reserve(broker, 1) == ["urgent"]
 
 
 async def test_release_puts_back_at_the_head(broker: Broker) -> None:

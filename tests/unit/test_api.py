@@ -312,3 +312,44 @@ async def test_result_extended_keeps_args(app: Celery) -> None:
     result = add.delay(4, 5)
     await drain(app)
     assert result.get(timeout=5) == 9 and result.args == [4, 5] and result.kwargs == {}
+
+
+async def test_dead_lettered_task_fails_instead_of_pending_forever(app: Celery) -> None:
+    from celeriac.exceptions import Reject, WorkerLostError
+
+    @app.task
+    def refuse() -> None:
+        raise Reject("bad input")
+
+    result = refuse.delay()
+    await drain(app)
+    with pytest.raises(WorkerLostError, match="rejected by the task"):
+        result.get(timeout=5)
+    sent = app.send_task("nobody.knows")
+    await drain(app)
+    with pytest.raises(WorkerLostError, match="not registered"):
+        sent.get(timeout=5)
+
+
+async def test_pickle_task_retries(backend_url: str) -> None:
+    app = Celery("proj", broker=backend_url, accept_content=["json", "pickle"], task_serializer="pickle")
+
+    class Point:
+        def __init__(self, x: int) -> None:
+            self.x = x
+
+    import sys
+
+    sys.modules[__name__].Point = Point  # type: ignore[attr-defined]  # picklable by name
+    Point.__qualname__ = "Point"
+
+    @app.task(bind=True, max_retries=2, default_retry_delay=0)
+    def flaky(self: Any, point: Any) -> int:
+        if self.request.retries < 1:
+            raise self.retry()
+        return int(point.x)
+
+    result = flaky.delay(Point(7))
+    for _ in range(3):
+        await drain(app)
+    assert result.get(timeout=5) == 7

@@ -14,6 +14,9 @@ CREATE TABLE IF NOT EXISTS celeriac_messages (
     available_at_ms INTEGER NOT NULL,
     state INTEGER NOT NULL,
     delivery_count INTEGER NOT NULL DEFAULT 0,
+    -- Leases that ran out since the last retry: a task that keeps killing or freezing its
+    -- worker is dead-lettered at max_deliveries. Retries and releases do not count.
+    expired_count INTEGER NOT NULL DEFAULT 0,
     lease_expires_at_ms INTEGER,
     worker_id TEXT
 );
@@ -41,7 +44,9 @@ CREATE TABLE IF NOT EXISTS celeriac_dead_letters (
     queue TEXT NOT NULL,
     body BLOB NOT NULL,
     reason TEXT NOT NULL,
-    failed_at_ms INTEGER NOT NULL
+    failed_at_ms INTEGER NOT NULL,
+    delivery_count INTEGER NOT NULL DEFAULT 0,
+    priority INTEGER NOT NULL DEFAULT 0
 );
 
 CREATE TABLE IF NOT EXISTS celeriac_revoked (
