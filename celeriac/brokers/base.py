@@ -123,6 +123,13 @@ class Broker(Protocol):
     async def queue_depths(self) -> dict[str, int]:
         """Queued-plus-scheduled counts per queue."""
 
+    async def take_rate_token(self, key: str, rate_per_s: float, capacity: float) -> float:
+        """Take one token from the bucket ``key`` shared by every worker.
+
+        Returns 0.0 when a token was taken, else the seconds until one will be free. The
+        bucket refills at ``rate_per_s`` up to ``capacity``, in the broker's clock.
+        """
+
     async def emit_events(self, events: Sequence[bytes]) -> None:
         """Append to the capped event log, dropping the oldest past ``events_max``."""
 

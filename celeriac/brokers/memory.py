@@ -54,6 +54,7 @@ class MemoryState:
     dead: dict[str, DeadLetter] = field(default_factory=dict)
     unique_ids: dict[str, float] = field(default_factory=dict)  # id -> remembered until
     events: deque[tuple[int, bytes]] = field(default_factory=deque)
+    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # key -> (tokens, at_s)
     results: dict[str, tuple[ResultRecord, float | None]] = field(default_factory=dict)
     groups: dict[str, set[str]] = field(default_factory=dict)
     saved_groups: dict[str, list[str]] = field(default_factory=dict)
@@ -333,6 +334,17 @@ class MemoryBroker:
             for task_id in doomed:
                 del self.state.messages[task_id]
             return len(doomed)
+
+    async def take_rate_token(self, key: str, rate_per_s: float, capacity: float) -> float:
+        with self.state.lock:
+            now = self.clock_ms() / 1000
+            tokens, at = self.state.buckets.get(key, (capacity, now))
+            tokens = min(capacity, tokens + (now - at) * rate_per_s)
+            if tokens >= 1:
+                self.state.buckets[key] = (tokens - 1, now)
+                return 0.0
+            self.state.buckets[key] = (tokens, now)
+            return (1 - tokens) / rate_per_s
 
     async def emit_events(self, events: Sequence[bytes]) -> None:
         with self.state.lock:

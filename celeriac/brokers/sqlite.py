@@ -352,6 +352,23 @@ class SQLiteBroker:
             ).rowcount
         )
 
+    async def take_rate_token(self, key: str, rate_per_s: float, capacity: float) -> float:
+        def apply(conn: sqlite3.Connection) -> float:
+            now = now_ms()
+            row = conn.execute(
+                "SELECT tokens, updated_at_ms FROM celeriac_rate_buckets WHERE key = ?", (key,)
+            ).fetchone()
+            tokens = capacity if row is None else min(capacity, row[0] + (now - row[1]) / 1000 * rate_per_s)
+            wait_s = 0.0
+            if tokens >= 1:
+                tokens -= 1
+            else:
+                wait_s = (1 - tokens) / rate_per_s
+            conn.execute("INSERT OR REPLACE INTO celeriac_rate_buckets VALUES (?, ?, ?)", (key, tokens, now))
+            return wait_s
+
+        return await self.db.run(lambda conn: transaction(conn, apply))
+
     async def emit_events(self, events: Sequence[bytes]) -> None:
         if not events:
             return

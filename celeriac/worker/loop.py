@@ -54,6 +54,7 @@ from ..task import Task, outcome_record
 from .completion import CompletionBuffer
 from .followups import FollowUps
 from .lease import LeaseKeeper
+from .limits import bucket_capacity, parse_rate
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -259,10 +260,22 @@ class Worker:
             if envelope.expires_ms is not None and envelope.expires_ms < now:
                 self._finish_unrun(delivery, envelope, "expired before it started")
                 continue
+            if await self._over_rate_limit(delivery, task):
+                continue
             self.keeper.hold(delivery)
             if not task.is_async:
                 self._sync_running.add(delivery.task_id)
             self._running[delivery.task_id] = asyncio.create_task(self._run(delivery, envelope, task))
+
+    async def _over_rate_limit(self, delivery: Delivery, task: Task[Any, Any]) -> bool:
+        per_second = parse_rate(task.rate_limit or self.app.conf.task_default_rate_limit)
+        if per_second is None:
+            return False
+        wait_s = await self.broker.take_rate_token(f"task:{task.name}", per_second, bucket_capacity(per_second))
+        if wait_s <= 0:
+            return False
+        await self.broker.retry(delivery, delivery.body, now_ms() + max(1, int(wait_s * 1000)))
+        return True
 
     def _finish_unrun(self, delivery: Delivery, envelope: Envelope, reason: str) -> None:
         logger.info("Task %s[%s] %s: not run", envelope.task, envelope.id, reason)

@@ -353,3 +353,29 @@ async def test_pickle_task_retries(backend_url: str) -> None:
     for _ in range(3):
         await drain(app)
     assert result.get(timeout=5) == 7
+
+
+async def test_rate_limit_spreads_runs(app: Celery) -> None:
+    import time
+
+    starts: list[float] = []
+
+    @app.task(rate_limit="20/s")
+    def limited() -> None:
+        starts.append(time.monotonic())
+
+    for _ in range(30):
+        limited.delay()
+    await drain(app)
+    assert len(starts) == 30
+    # 20 at once (one second's burst), then the rest at about 20/s: never all 30 at once
+    assert starts[-1] - starts[0] >= 0.3
+
+
+def test_rate_parsing() -> None:
+    from celeriac.exceptions import ConfigurationError
+    from celeriac.worker.limits import parse_rate
+
+    assert parse_rate("10/s") == 10 and parse_rate("120/m") == 2 and parse_rate(None) is None
+    with pytest.raises(ConfigurationError, match="10/s"):
+        parse_rate("ten per second")

@@ -33,6 +33,13 @@ CREATE TABLE IF NOT EXISTS celeriac_unique_ids (
     remembered_until_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- Token buckets for rate_limit, shared by every worker on this file.
+CREATE TABLE IF NOT EXISTS celeriac_rate_buckets (
+    key TEXT PRIMARY KEY,
+    tokens REAL NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+
 -- The capped event log: ids only grow; old rows are deleted past events_max.
 CREATE TABLE IF NOT EXISTS celeriac_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
