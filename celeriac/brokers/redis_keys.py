@@ -11,18 +11,22 @@ Per queue, all under the hash tag ``{P:Q}`` so one queue lives in one Redis Clus
     {P:Q}:bodies        HASH  task id -> message body (present = the id is pending)
     {P:Q}:priorities    HASH  task id -> priority 0-9
     {P:Q}:deliveries    HASH  task id -> delivery count = the fencing token
+    {P:Q}:expiries      HASH  task id -> leases run out since its last retry (max_deliveries)
+    {P:Q}:unique        ZSET  id published with unique_for_s -> remembered until, ms
     {P:Q}:seq           STR   last sequence number handed out in this queue
     {P:Q}:wake          LIST  tokens that wake idle reservers blocked in BLPOP
     {P:Q}:dead          ZSET  dead-lettered task id -> failed at, ms
-    {P:Q}:dead-letters  HASH  task id -> "<priority>:<len(reason)>:<reason><body>"
+    {P:Q}:dead-letters  HASH  task id -> "<priority>:<deliveries>:<len(reason)>:<reason><body>"
 
 Global:
 
     {P}:queues             SET   every queue name published to (for depths and the DLQ)
+    {P}:events             STREAM the capped event log, field "e" holding one event
     {P:revoked}:<id>       STR   "1" (terminate) or "0", expiring after revoked_ttl_s
     P:result:<id>          STR   the msgspec-JSON ResultRecord, expiring after result_expires
     P:group:<id>           STR   JSON list of a saved group's member ids, same expiry
     P:group-done:<id>      SET   finished member ids of a group/chord header, same expiry
+    P:rate:<key>           HASH  a rate-limit token bucket (tokens, updated_at_ms)
 
 Channel ``P:result-ready:<id>`` gets a PUBLISH whenever a ready record is written.
 
@@ -45,6 +49,8 @@ class QueueKeys:
     bodies: str
     priorities: str
     deliveries: str
+    expiries: str
+    unique: str
     seq: str
     wake: str
     dead: str
@@ -60,6 +66,8 @@ def queue_keys(prefix: str, queue: str) -> QueueKeys:
         bodies=f"{tag}:bodies",
         priorities=f"{tag}:priorities",
         deliveries=f"{tag}:deliveries",
+        expiries=f"{tag}:expiries",
+        unique=f"{tag}:unique",
         seq=f"{tag}:seq",
         wake=f"{tag}:wake",
         dead=f"{tag}:dead",
@@ -73,11 +81,13 @@ class Keys:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.queues = f"{{{prefix}}}:queues"
+        self.events = f"{{{prefix}}}:events"
         self.revoked_prefix = f"{{{prefix}:revoked}}:"
         self.result_prefix = f"{prefix}:result:"
         self.result_channel_prefix = f"{prefix}:result-ready:"
         self.group_prefix = f"{prefix}:group:"
         self.group_done_prefix = f"{prefix}:group-done:"
+        self.rate_prefix = f"{prefix}:rate:"
         self._queues: dict[str, QueueKeys] = {}
 
     def queue(self, name: str) -> QueueKeys:
@@ -100,3 +110,6 @@ class Keys:
 
     def group_done(self, group_id: str) -> str:
         return self.group_done_prefix + group_id
+
+    def rate_bucket(self, key: str) -> str:
+        return self.rate_prefix + key

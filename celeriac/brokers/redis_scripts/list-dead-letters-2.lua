@@ -2,8 +2,8 @@
 
 KEYS, 2 per queue: dead, dead-letters
 ARGV: limit (per queue; the caller merges queues by failure time)
-Returns 5 per dead letter: queue index, task id, failed_at_ms, reason, body.
-A read-only script, so one call reads a consistent view of every queue.
+Returns 7 per dead letter: queue index, task id, failed_at_ms, reason, body, delivery
+count, priority. A read-only script, so one call reads a consistent view of every queue.
 ]]
 --- @include "dead_letter"
 
@@ -14,12 +14,10 @@ for g = 1, #KEYS / 2 do
   for j = 1, #dead, 2 do
     local value = redis.call('HGET', KEYS[2 * g], dead[j])
     if value then
-      local _, reason, body = unpack_dead_letter(value)
-      reply[#reply + 1] = g
-      reply[#reply + 1] = dead[j]
-      reply[#reply + 1] = dead[j + 1]
-      reply[#reply + 1] = reason
-      reply[#reply + 1] = body
+      local priority, count, reason, body = unpack_dead_letter(value)
+      for _, field in ipairs({g, dead[j], dead[j + 1], reason, body, count, priority}) do
+        reply[#reply + 1] = field
+      end
     end
   end
 end

@@ -7,8 +7,9 @@ the state is the second field, right after task_id, so the first `"state":"X"` i
 the top-level one (quotes inside strings are escaped). tests/brokers/test_redis.py pins
 that field order.
 
-write_result returns 1 when written, 0 when refused (a newer delivery's record is there),
-2 when skipped (same delivery, but an unready state must not replace a ready one).
+write_result returns 1 when written, 0 when refused: a newer delivery's record is there,
+or the same delivery's finished record would be replaced by an unfinished state (a late
+STARTED write must not hide the result).
 ]]
 local READY_STATES = {SUCCESS = true, FAILURE = true, REVOKED = true}
 
@@ -19,7 +20,7 @@ local function write_result(key, token, is_ready, record, expires_ms, channel)
     if token < current_token then return 0 end
     if token == current_token and not is_ready then
       local state = string.match(current, '"state":"(%u+)"')
-      if READY_STATES[state] then return 2 end
+      if READY_STATES[state] then return 0 end
     end
   end
   if expires_ms > 0 then

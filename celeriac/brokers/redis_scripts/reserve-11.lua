@@ -1,20 +1,27 @@
---[[ reserve-10: lease up to max_count messages from the queues asked for, in one step.
+--[[ reserve-11: lease up to max_count messages from the queues asked for, in one step.
 
-KEYS, 10 per queue, in the caller's queue order (queue g owns KEYS[10g-9] .. KEYS[10g]):
-  ready, scheduled, leases, bodies, priorities, deliveries, seq, wake, dead, dead-letters
+KEYS, 11 per queue, in the caller's queue order (queue g owns KEYS[11g-10] .. KEYS[11g]):
+  ready, scheduled, leases, bodies, priorities, deliveries, expiries, seq, wake, dead,
+  dead-letters
 ARGV:
   1  max_count
   2  lease_ms
-  3  max_deliveries
-  4  dead-letter reason for a lease that ran out max_deliveries times; "{n}" becomes the count
+  3  max_deliveries: leases that may run out (since the last retry) before dead-lettering
+  4  dead-letter reason for that case; "{n}" becomes the count
+  5  the FAILURE record (JSON) written for such a task, with placeholders
+     "@celeriac-task-id@" (a JSON string), "@celeriac-reason@" (a JSON string),
+     1111111111111 (date_done_ms) and 2222222222 (fencing token)
+  6  result key prefix, 7 result channel prefix, 8 result expiry in ms (0: none)
 Returns {now_ms, next_event_in_ms, then 4 per message: queue index, task id, body, fencing token}.
 next_event_in_ms (only when nothing was taken; else -1): how soon the next scheduled
 message is due or lease runs out, -1 if none; the caller blocks at most that long.
 
 Per queue, in order: leases that ran out go back to ready (tail of their priority) or,
-after max_deliveries, to the dead letters; scheduled messages now due move to ready;
-then the best ready messages over all queues (priority, then sequence) are leased:
-delivery count + 1, lease deadline = now + lease_ms. All deadlines use the server's clock.
+once max_deliveries of them ran out, to the dead letters with a FAILURE result so get()
+does not wait forever (written to result keys built from ARGV 6, not declared in KEYS:
+this script needs a single server); scheduled messages now due move to ready; then the
+best ready messages over all queues (priority, then sequence) are leased: delivery count
++ 1, lease deadline = now + lease_ms, all in the server's clock.
 When nothing is taken, the wake lists are emptied: they held tokens for messages other
 workers already took, and a stale token would turn the caller's BLPOP into a busy loop.
 Atomic as a script: no message is leased twice or lost between these steps.
@@ -23,16 +30,31 @@ Atomic as a script: no message is leased twice or lost between these steps.
 --- @include "ready"
 --- @include "chunked"
 --- @include "dead_letter"
+--- @include "result"
 
 local STEP_LIMIT = 1000  -- bound on reclaims and promotions per queue per call
 local max_count, lease_ms, max_deliveries = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local reason_template = ARGV[4]
-local nq = #KEYS / 10
+local reason_template, record_template = ARGV[4], ARGV[5]
+local result_prefix, channel_prefix, result_expires_ms = ARGV[6], ARGV[7], tonumber(ARGV[8])
+local nq = #KEYS / 11
 local now_ms, now_seq = server_clock()
 
-local function key(g, i) return KEYS[10 * (g - 1) + i] end
-local READY, SCHEDULED, LEASES, BODIES, PRIORITIES, DELIVERIES, SEQ, WAKE, DEAD, DEAD_LETTERS =
-  1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+local function key(g, i) return KEYS[11 * (g - 1) + i] end
+local READY, SCHEDULED, LEASES, BODIES, PRIORITIES, DELIVERIES, EXPIRIES, SEQ, WAKE, DEAD, DEAD_LETTERS =
+  1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+
+local function replace_once(text, placeholder, value)
+  local at = string.find(text, placeholder, 1, true)
+  return string.sub(text, 1, at - 1) .. value .. string.sub(text, at + #placeholder)
+end
+
+-- The FAILURE a dead-lettered task shows; the template comes from message.py's encoder.
+local function lost_record(task_id, reason, token)
+  local record = replace_once(record_template, '"@celeriac-task-id@"', cjson.encode(task_id))
+  record = replace_once(record, '"@celeriac-reason@"', cjson.encode(reason))
+  record = replace_once(record, '1111111111111', string.format('%d', now_ms))
+  return replace_once(record, '2222222222', string.format('%d', token))
+end
 
 -- Requeue (at the tail of their priority) ids that just left leases or scheduled.
 local function make_ready(g, ids)
@@ -51,14 +73,17 @@ for g = 1, nq do
   local expired = redis.call('ZRANGEBYSCORE', key(g, LEASES), '-inf', now_ms, 'LIMIT', 0, STEP_LIMIT)
   if #expired > 0 then
     call_chunked('ZREM', key(g, LEASES), expired)
-    local counts = redis.call('HMGET', key(g, DELIVERIES), unpack(expired))
     local back = {}
-    for j, task_id in ipairs(expired) do
-      local count = tonumber(counts[j] or '0')
-      if count >= max_deliveries then
-        local reason = string.gsub(reason_template, '{n}', tostring(count))
-        bury(key(g, BODIES), key(g, PRIORITIES), key(g, DELIVERIES), key(g, DEAD), key(g, DEAD_LETTERS),
-             task_id, reason, now_ms)
+    for _, task_id in ipairs(expired) do
+      local times = redis.call('HINCRBY', key(g, EXPIRIES), task_id, 1)
+      if times >= max_deliveries then
+        local reason = string.gsub(reason_template, '{n}', tostring(times))
+        local token = bury(key(g, BODIES), key(g, PRIORITIES), key(g, DELIVERIES), key(g, EXPIRIES), key(g, DEAD),
+                           key(g, DEAD_LETTERS), task_id, reason, now_ms)
+        if token then
+          write_result(result_prefix .. task_id, token, true, lost_record(task_id, reason, token),
+                       result_expires_ms, channel_prefix .. task_id)
+        end
       else
         back[#back + 1] = task_id
       end

@@ -1,7 +1,7 @@
---[[ ack-4: remove finished messages and write their results, in one call.
+--[[ ack-5: remove finished messages and write their results, in one call.
 
-KEYS: 4 per queue (queue g owns KEYS[4g-3] .. KEYS[4g]): leases, bodies, priorities,
-      deliveries; then one result key per record (after all queue keys)
+KEYS: 5 per queue (queue g owns KEYS[5g-4] .. KEYS[5g]): leases, bodies, priorities,
+      deliveries, expiries; then one result key per record (after all queue keys)
 ARGV:
   1  number of queues nq
   2  number of deliveries nd
@@ -25,18 +25,19 @@ local is_refused = {}
 local first_record = 5 + 3 * nd
 for i = 5, first_record - 1, 3 do
   local g, task_id = tonumber(ARGV[i]), ARGV[i + 1]
-  local base = 4 * (g - 1)
+  local base = 5 * (g - 1)
   if is_held(KEYS[base + 1], KEYS[base + 4], task_id, ARGV[i + 2]) then
     redis.call('ZREM', KEYS[base + 1], task_id)
     redis.call('HDEL', KEYS[base + 2], task_id)
     redis.call('HDEL', KEYS[base + 3], task_id)
     redis.call('HDEL', KEYS[base + 4], task_id)
+    redis.call('HDEL', KEYS[base + 5], task_id)
   else
     refused[#refused + 1] = task_id
     is_refused[task_id] = true
   end
 end
-local result_key = 4 * nq
+local result_key = 5 * nq
 for i = first_record, #ARGV, 4 do
   result_key = result_key + 1
   local task_id = ARGV[i]
