@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 
-from .._notify import wait_for_notice
 from ..brokers.memory import MemoryState, state_for
 from ..message import READY_STATES, GroupProgress, ResultRecord
+from .base import wait_for_ready_record
 
 
 def write_records(state: MemoryState, records: Sequence[ResultRecord], expires_s: float | None) -> list[str]:
@@ -69,21 +68,8 @@ class MemoryResultStore:
         return {t: r for t, r in found.items() if r is not None}
 
     async def wait_ready(self, task_id: str, timeout_s: float | None) -> ResultRecord | None:
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout_s is None else loop.time() + timeout_s
-        key = f"result:{task_id}"
-        while True:
-            fut = self.state.notifier.subscribe(key)
-            try:
-                record = await self.fetch(task_id)
-                if record is not None and record.state in READY_STATES:
-                    return record
-                remaining = 3600.0 if deadline is None else deadline - loop.time()
-                if remaining <= 0:
-                    return record
-                await wait_for_notice(fut, remaining)
-            finally:
-                self.state.notifier.unsubscribe(key, fut)
+        return await wait_for_ready_record(lambda: self.fetch(task_id), self.state.notifier, f"result:{task_id}",
+                                           timeout_s, None)
 
     async def forget(self, task_id: str) -> None:
         with self.state.lock:

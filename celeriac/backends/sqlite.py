@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from collections.abc import Sequence
 
-from .._notify import wait_for_notice
 from .._sqlite_db import (
     SQLiteDatabase,
     notify_results,
@@ -16,9 +14,10 @@ from .._sqlite_db import (
     transaction,
     write_records,
 )
-from ..message import READY_STATES, GroupProgress, ResultRecord, decode_record
+from ..message import GroupProgress, ResultRecord, decode_record
+from .base import wait_for_ready_record
 
-MAX_POLL_S = 0.25  # get() across processes: bounded back-off from 5 ms to this
+MIN_POLL_S, MAX_POLL_S = 0.005, 0.25  # get() across processes: a bounded back-off
 
 
 class SQLiteResultStore:
@@ -64,23 +63,8 @@ class SQLiteResultStore:
         return {r.task_id: r for r in records}
 
     async def wait_ready(self, task_id: str, timeout_s: float | None) -> ResultRecord | None:
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout_s is None else loop.time() + timeout_s
-        poll_s = 0.005
-        key = f"result:{task_id}"
-        while True:
-            fut = self.db.notifier.subscribe(key)
-            try:
-                record = await self.fetch(task_id)
-                if record is not None and record.state in READY_STATES:
-                    return record
-                remaining = MAX_POLL_S if deadline is None else deadline - loop.time()
-                if remaining <= 0:
-                    return record
-                await wait_for_notice(fut, min(poll_s, remaining))
-                poll_s = min(poll_s * 2, MAX_POLL_S)
-            finally:
-                self.db.notifier.unsubscribe(key, fut)
+        return await wait_for_ready_record(lambda: self.fetch(task_id), self.db.notifier, f"result:{task_id}",
+                                           timeout_s, (MIN_POLL_S, MAX_POLL_S))
 
     async def forget(self, task_id: str) -> None:
         await self.db.run(
