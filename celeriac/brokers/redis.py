@@ -51,7 +51,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -69,6 +69,7 @@ DEFAULT_KEY_PREFIX = "celeriac"
 CELERIAC_OPTIONS = ("key_prefix", "allow_evicting_policy", "master_name")
 RECONNECT_RETRIES = 4  # with back-off from 0.1 s up to 2 s: ~1.5 s before giving up
 RECONNECT_LOG_EVERY_S = 60.0
+DEFAULT_MAX_CONNECTIONS = 100  # per client; ?max_connections= in the URL overrides it
 DEFAULT_SOCKET_TIMEOUT_S = 5.0  # redis-py's own default, made explicit: BLPOP must stay below it
 
 
@@ -233,7 +234,12 @@ class RedisConnection:
             "socket_timeout": DEFAULT_SOCKET_TIMEOUT_S,  # a socket_timeout in the URL wins
         }
         if target.scheme != "redis+sentinel":
-            client = Redis.from_url(target.redis_url, **options)
+            # A blocking pool: past max_connections a caller waits for a free connection
+            # (a burst of adelay() calls), where redis-py's default pool raises at once.
+            pool = BlockingConnectionPool.from_url(
+                target.redis_url, **{"max_connections": DEFAULT_MAX_CONNECTIONS, "timeout": 20.0, **options}
+            )
+            client = Redis.from_pool(pool)
         else:
             client = _sentinel_client(target, options)
         socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")

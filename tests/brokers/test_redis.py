@@ -397,3 +397,13 @@ async def test_rate_token_bucket_is_shared_and_refills(redis_url: str) -> None:
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_burst_of_calls_waits_for_a_free_connection(redis_url: str) -> None:
+    broker = RedisBroker(redis_url + "&max_connections=5")
+    await broker.connect()
+    try:
+        await asyncio.gather(*(broker.publish([msg(f"b{i}")]) for i in range(300)))
+        assert await broker.queue_depths() == {"q": 300}
+    finally:
+        await broker.close()
