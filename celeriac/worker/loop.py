@@ -241,10 +241,10 @@ class Worker:
         try:
             revoked = await self.broker.revoked_among([d.task_id for d in deliveries])
         except Exception as exc:
-            logger.warning("could not read revoked ids (%s); handing %d messages back",
-                           exc, len(deliveries))
-            await self.broker.release(deliveries)
-            return
+            # The broker went away after handing these out. Run them: their acks and
+            # results wait in the completion buffer until it is back.
+            logger.warning("could not read revoked ids (%s); running %d tasks unchecked", exc, len(deliveries))
+            revoked = {}
         now = now_ms()
         for delivery in deliveries:
             try:
