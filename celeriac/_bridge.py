@@ -20,6 +20,16 @@ _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
 
 
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed: a sync delay() is mostly this loop's socket and wake-up cost."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
 def _serve(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
     asyncio.set_event_loop(loop)
     loop.call_soon(ready.set)
@@ -34,7 +44,7 @@ def bridge_loop() -> asyncio.AbstractEventLoop:
         return loop
     with _lock:
         if _loop is None:
-            new_loop = asyncio.new_event_loop()
+            new_loop = _new_loop()
             ready = threading.Event()
             thread = threading.Thread(
                 target=_serve, args=(new_loop, ready), name="celeriac-bridge", daemon=True
