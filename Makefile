@@ -1,11 +1,12 @@
 # make demo  - set up .venv and run the demo on the embedded SQLite broker
+# make demo-django - the same story as a Django + DRF app (examples/crn_check), on SQLite
 # make test  - set up .venv and run the whole test suite (needs Redis for the Redis tests)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check bench clean
+.PHONY: demo demo-django test lint typecheck check bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +18,9 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/celeriac demo
+
+demo-django: $(STAMP)
+	$(BIN)/python examples/crn_check/demo.py
 
 test: $(STAMP)
 	$(BIN)/ruff check celeriac tests

@@ -132,6 +132,20 @@ class Task(Generic[P, R]):
         await self.app.publish([message], options.get("on_duplicate", "error"))
         return result
 
+    def delay_on_commit(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        """``delay()`` once Django's current transaction commits; nothing if it rolls back."""
+        self.apply_async_on_commit(args, kwargs)
+
+    def apply_async_on_commit(
+        self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> None:
+        """``apply_async()`` once Django's current transaction commits (at once outside one)."""
+        from django.db import transaction
+
+        args, kwargs = list(args or ()), dict(kwargs or {})
+        self._check_arguments(args, kwargs)  # fail in the caller, not in a commit hook
+        transaction.on_commit(lambda: self.apply_async(args, kwargs, **options))
+
     def _message(self, args: Iterable[Any] | None, kwargs: dict[str, Any] | None,
                  options: dict[str, Any]) -> tuple[Any, AsyncResult[R]]:
         from .publish import build_message

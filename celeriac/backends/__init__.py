@@ -13,6 +13,7 @@ STORES: dict[str, tuple[str, str, str | None]] = {
     "redis": ("celeriac.backends.redis", "RedisResultStore", "redis"),
     "rediss": ("celeriac.backends.redis", "RedisResultStore", "redis"),
     "redis+sentinel": ("celeriac.backends.redis", "RedisResultStore", "redis"),
+    "django": ("celeriac.backends.django", "DjangoResultStore", "django"),
 }
 
 

@@ -1,0 +1,1 @@
+"""Integrations with other frameworks; each sub-package imports its framework lazily."""

@@ -1,0 +1,21 @@
+"""The Django app config: loads the project's celeriac app once Django's apps are ready."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class CeleriacConfig(AppConfig):  # type: ignore[misc]  # Django ships no type hints
+    name = "celeriac.contrib.django"
+    label = "celeriac"
+    verbose_name = "celeriac task results"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from .discovery import load_project_app
+
+        # The app module calls ``app.autodiscover_tasks()``, which lists the installed
+        # apps: it can only run now, when they are loaded. Importing it here registers
+        # the tasks in every Django process (runserver, shell, tests), so a project
+        # needs no ``from .celery import app`` in its package ``__init__``.
+        load_project_app(required=False)

@@ -1,0 +1,1 @@
+"""Business registration number checks: the model, the task and the API."""
