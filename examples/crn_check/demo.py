@@ -134,7 +134,8 @@ class Demo:
         while len(invalid) < options.invalid:
             first_nine = f"{rng.randrange(101, 1000)}{rng.randrange(10**6):06d}"
             wrong_digit = (check_digit(first_nine) + rng.randrange(1, 10)) % 10
-            invalid.append(rng.choice([f"{first_nine}{wrong_digit}", first_nine, f"{first_nine[:3]}-8O-{first_nine[5:]}"]))
+            letter_o = f"{first_nine[:3]}-8O-{first_nine[5:]}"  # a letter O for a zero
+            invalid.append(rng.choice([f"{first_nine}{wrong_digit}", first_nine, letter_o]))
         return valid, invalid
 
     def check(self, base_url: str) -> bool:
@@ -197,7 +198,8 @@ class Demo:
             matches = expected[status] == counts.get(status, 0)
             table.add_row(status, str(expected[status]), str(counts.get(status, 0)),
                           "[green]yes[/]" if matches else "[red]no[/]")
-        table.add_row("failed", "0", str(counts.get("failed", 0)), "[green]yes[/]" if not counts.get("failed") else "[red]no[/]")
+        failed = counts.get("failed", 0)
+        table.add_row("failed", "0", str(failed), "[red]no[/]" if failed else "[green]yes[/]")
         refused = len(accepted["invalid"])
         table.add_row("invalid (not sent)", str(len(invalid)), str(refused),
                       "[green]yes[/]" if refused == len(invalid) else "[red]no[/]")

@@ -1,10 +1,9 @@
 """The check: one ``async def`` task per number, so one worker holds hundreds of calls in flight."""
 
 import httpx
+from crn_check.celery import app
 from django.conf import settings
 from django.utils import timezone
-
-from crn_check.celery import app
 
 from .hometax import ACTION_ID, HometaxUnavailable, http_client, parse_reply, query_xml
 from .models import CheckedCrn
