@@ -71,6 +71,7 @@ class Celery:
         )
         self._clients_lock = threading.Lock()
         self.control = Control(self)
+        self._pending_discovery: str | None = None
         if set_as_current:
             _current_app = self
 
@@ -86,7 +87,15 @@ class Celery:
         self, packages: Iterable[str] | Callable[[], Iterable[str]] | None = None,
         related_name: str = "tasks", force: bool = False,
     ) -> None:
-        """Import ``<package>.tasks`` for each package (Django's installed apps by default)."""
+        """Import ``<package>.tasks`` for each package (Django's installed apps by default).
+
+        With no packages named and Django's apps not loaded yet (``proj/celery.py`` runs
+        while Django starts), the import waits until they are: the worker, the Django
+        app config's ``ready()`` runs it.
+        """
+        if packages is None and not force and not _django_apps_ready():
+            self._pending_discovery = related_name
+            return
         if callable(packages):
             packages = packages()
         if packages is None:
@@ -99,7 +108,14 @@ class Celery:
                 if exc.name not in (name, package):
                     raise
 
+    def run_pending_discovery(self) -> None:
+        """Run an ``autodiscover_tasks()`` that waited for Django's apps."""
+        related_name, self._pending_discovery = self._pending_discovery, None
+        if related_name is not None:
+            self.autodiscover_tasks(related_name=related_name, force=True)
+
     def import_default_modules(self) -> None:
+        self.run_pending_discovery()
         for name in [*(self.conf.get("imports") or []), *(self.conf.get("include") or [])]:
             importlib.import_module(name)
 
@@ -246,6 +262,17 @@ def current_app() -> Celery:
 
 def register_shared(task: Task[Any, Any]) -> None:
     _shared_tasks[task.name] = task
+
+
+def _django_apps_ready() -> bool:
+    """True without Django, or once its app registry is loaded."""
+    import sys
+
+    if "django" not in sys.modules:
+        return True
+    from django.apps import apps
+
+    return bool(apps.ready)
 
 
 def _django_apps() -> list[str]:

@@ -300,6 +300,18 @@ class _Composite(Signature):
         merged_options = {**copy.deepcopy(self["options"]), **options}
         return tuple(args or ()), dict(kwargs or {}), merged_options
 
+    @property
+    def app(self) -> Celery:
+        """The app named at construction, else the first part's (as Celery does)."""
+        if self._app is not None:
+            return self._app
+        for key in ("tasks", "header", "body", "task"):
+            part = self["kwargs"].get(key)
+            first = part[0] if isinstance(part, list) and part else part
+            if isinstance(first, Signature) and (first._app is not None or isinstance(first, _Composite)):
+                return first.app
+        return super().app
+
     def _parts(self, key: str) -> list[Signature]:
         parts = [_as_signature(p, self._app) for p in self["kwargs"][key]]
         self["kwargs"][key] = parts

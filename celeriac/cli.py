@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,31 @@ def load_app(ctx: click.Context) -> Celery:
         app = find_app(path)
     if broker:
         app.conf.broker_url = broker
+    _setup_django(app)
     return app
+
+
+def _setup_django(app: Celery) -> None:
+    """In a Django project (the app module set DJANGO_SETTINGS_MODULE), load Django's apps
+    before running anything, as Celery's Django fix-up does, then the waiting discovery."""
+    settings_module = os.environ.get("DJANGO_SETTINGS_MODULE")
+    if not settings_module:
+        return
+    try:
+        import django
+    except ImportError:
+        return
+    try:
+        importlib.import_module(settings_module)
+    except ModuleNotFoundError as exc:
+        if exc.name != settings_module:
+            raise
+        # Inherited from a parent shell but naming nothing here: not a Django project.
+        logging.getLogger("celeriac").warning(
+            "DJANGO_SETTINGS_MODULE=%s cannot be imported from here; not setting up Django", settings_module)
+        return
+    django.setup()
+    app.run_pending_discovery()
 
 
 def find_app(path: str) -> Celery:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from . import signals
 from .context import Request, reset_request, set_request
 from .exceptions import (
     Ignore,
@@ -69,6 +70,18 @@ async def execute(
     return outcome
 
 
+def _prerun(task: Task[Any, Any], request: Request) -> None:
+    if signals.task_prerun.has_receivers:
+        signals.task_prerun.send(sender=task, task_id=request.id, task=task, args=request.args,
+                                 kwargs=request.kwargs)
+
+
+def _postrun(task: Task[Any, Any], request: Request) -> None:
+    if signals.task_postrun.has_receivers:
+        signals.task_postrun.send(sender=task, task_id=request.id, task=task, args=request.args,
+                                  kwargs=request.kwargs)
+
+
 def _failure_or_autoretry(task: Task[Any, Any], request: Request, exc: Exception) -> Outcome:
     tb = traceback.format_exc()
     if (
@@ -113,6 +126,7 @@ async def _call(
     kwargs = request.kwargs
     if task.is_async:
         token = set_request(request)
+        _prerun(task, request)
         try:
             coro = task.run(*args, **kwargs)
             if soft_time_limit:
@@ -127,13 +141,16 @@ async def _call(
                     ) from None
             return await coro
         finally:
+            _postrun(task, request)
             reset_request(token)
 
     def in_thread() -> Any:
         token = set_request(request)
+        _prerun(task, request)
         try:
             return task.run(*args, **kwargs)
         finally:
+            _postrun(task, request)
             reset_request(token)
 
     if run_in_thread is None:  # eager apply(): run right here

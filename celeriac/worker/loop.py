@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from .. import signals
 from ..brokers.base import lost_record
 from ..context import Request
 from ..events import (
@@ -148,6 +149,7 @@ class Worker:
         )
         if self.sends_events:
             await self.broker.emit_events([self._worker_event(WORKER_ONLINE)])
+        signals.worker_ready.send(sender=self)
         self.ready.set()
         fetcher = asyncio.create_task(self._fetch_loop(), name="celeriac-fetcher")
         try:
@@ -324,6 +326,7 @@ class Worker:
             self._sync_running.discard(delivery.task_id)
             self._slot_free.set()
         self.tasks_done += 1
+        _outcome_signal(task, envelope, outcome)
         try:
             await self._finish(delivery, envelope, task, request, outcome, stores_result)
         except Exception as exc:
@@ -512,8 +515,19 @@ class Worker:
             except Exception as exc:
                 logger.debug("could not send worker-offline: %s", exc)
         self._threads.shutdown(wait=False, cancel_futures=True)
+        signals.worker_shutdown.send(sender=self)
         await self.app.close()
         logger.info("%s stopped after %d tasks", self.hostname, self.tasks_done)
+
+
+def _outcome_signal(task: Task[Any, Any], envelope: Envelope, outcome: Outcome) -> None:
+    if outcome.kind == "success" and signals.task_success.has_receivers:
+        signals.task_success.send(sender=task, result=outcome.value, task_id=envelope.id)
+    elif outcome.kind == "failure" and signals.task_failure.has_receivers:
+        signals.task_failure.send(sender=task, task_id=envelope.id, exception=outcome.exc,
+                                  args=envelope.args, kwargs=envelope.kwargs, traceback=outcome.traceback)
+    elif outcome.kind == "retry" and signals.task_retry.has_receivers:
+        signals.task_retry.send(sender=task, task_id=envelope.id, reason=outcome.exc)
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:

@@ -53,7 +53,12 @@ def _configure() -> None:
 
 
 if django is not None:
+    _had_settings_module = "DJANGO_SETTINGS_MODULE" in os.environ
     _configure()
+    if not _had_settings_module:
+        # Importing crn_check.celery sets it (as Celery's guide does); the rest of the
+        # suite and its subprocesses must not inherit it.
+        os.environ.pop("DJANGO_SETTINGS_MODULE", None)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

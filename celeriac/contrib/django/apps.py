@@ -18,4 +18,22 @@ class CeleriacConfig(AppConfig):  # type: ignore[misc]  # Django ships no type h
         # apps: it can only run now, when they are loaded. Importing it here registers
         # the tasks in every Django process (runserver, shell, tests), so a project
         # needs no ``from .celery import app`` in its package ``__init__``.
-        load_project_app(required=False)
+        app = load_project_app(required=False)
+        if app is not None:
+            app.run_pending_discovery()
+        _close_connections_around_tasks()
+
+
+def _close_old_connections(**_: object) -> None:
+    from django.db import close_old_connections
+
+    close_old_connections()
+
+
+def _close_connections_around_tasks() -> None:
+    """Drop broken or expired database connections before and after each task, in the thread
+    that runs it, as Django does around each request (and Celery around each task)."""
+    from ... import signals
+
+    signals.task_prerun.connect(_close_old_connections)
+    signals.task_postrun.connect(_close_old_connections)
