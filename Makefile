@@ -1,12 +1,13 @@
-# make demo  - set up .venv and run the demo on the embedded SQLite broker
-# make demo-django - the same story as a Django + DRF app (examples/crn_check), on SQLite
+# make demo  - set up .venv and run the reference app (examples/crn_check, Django + DRF) on SQLite:
+#              the Hometax stand-in, a worker and the Django server; 1,000 numbers through the API
+# make demo-plain - the same story without Django (`celeriac demo`)
 # make test  - set up .venv and run the whole test suite (needs Redis for the Redis tests)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-django test lint typecheck check bench clean
+.PHONY: demo demo-plain demo-django test lint typecheck check bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +18,12 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/celeriac demo
-
-demo-django: $(STAMP)
 	$(BIN)/python examples/crn_check/demo.py
+
+demo-django: demo
+
+demo-plain: $(STAMP)
+	$(BIN)/celeriac demo
 
 test: $(STAMP)
 	$(BIN)/ruff check celeriac tests

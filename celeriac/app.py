@@ -55,16 +55,20 @@ class Celery:
     ) -> None:
         global _current_app
         self.main = main
-        self.conf = Settings()
-        if config_source is not None:
-            self.conf.load(config_source)
+        self._settings = Settings()
+        # Sources are read when a setting is first needed, as Celery does: proj/celery.py
+        # names "django.conf:settings" before Django has configured them.
+        self._pending_config: list[tuple[Any, str | None]] = []
+        self._constructor_settings = dict(settings)
         if broker is not None:
-            self.conf.broker_url = broker
+            self._constructor_settings["broker_url"] = broker
         if backend is not None:
-            self.conf.result_backend = backend
+            self._constructor_settings["result_backend"] = backend
         if include:
-            self.conf.include = list(include)
-        self.conf.update(settings)
+            self._constructor_settings["include"] = list(include)
+        if config_source is not None:
+            self._pending_config.append((config_source, None))
+        self._settings.update(self._constructor_settings)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Clients] = (
             weakref.WeakKeyDictionary()
@@ -80,8 +84,18 @@ class Celery:
 
     # --- configuration --------------------------------------------------------------
 
+    @property
+    def conf(self) -> Settings:
+        """The settings, read from pending ``config_from_object`` sources on first use."""
+        if self._pending_config:
+            pending, self._pending_config = self._pending_config, []
+            for source, namespace in pending:
+                self._settings.load(source, namespace)
+            self._settings.update(self._constructor_settings)  # what the constructor named wins
+        return self._settings
+
     def config_from_object(self, obj: Any, namespace: str | None = None, **_: Any) -> None:
-        self.conf.load(obj, namespace)
+        self._pending_config.append((obj, namespace))
 
     def autodiscover_tasks(
         self, packages: Iterable[str] | Callable[[], Iterable[str]] | None = None,

@@ -50,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=1000, help="numbers sent, invalid ones included (1000)")
     parser.add_argument("--invalid", type=int, default=50, help="how many of them are invalid (50)")
     parser.add_argument("--delay-ms", type=float, default=100.0, help="the stand-in's answer delay (100)")
-    parser.add_argument("--failure-rate", type=float, default=0.05,
-                        help="share of the stand-in's answers that are HTTP 503, retried by the task (0.05)")
+    parser.add_argument("--failure-rate", type=float, default=0.0,
+                        help="share of the stand-in's answers that are HTTP 503, retried by the task with "
+                             "back-off (0; try 0.05 to watch retries)")
     parser.add_argument("--concurrency", "-c", type=int, default=1000, help="the worker's tasks in flight (1000)")
     parser.add_argument("--seed", type=int, default=0, help="picks the numbers and the failures (0)")
     parser.add_argument("--result-backend", default=None,

@@ -1,6 +1,9 @@
-"""The crn_check project: business registration numbers checked against Hometax.
+"""The crn_check project.
 
-Celery's Django guide adds ``from .celery import app as celery_app`` here. With celeriac
-it is not needed: the ``celeriac.contrib.django`` app imports ``crn_check.celery`` once
-Django's apps are loaded, which ``app.autodiscover_tasks()`` in that module requires.
+As Celery's Django guide has it: importing the app here makes sure it is loaded when
+Django starts, so ``@shared_task`` functions bind to it.
 """
+
+from .celery import app as celery_app
+
+__all__ = ("celery_app",)

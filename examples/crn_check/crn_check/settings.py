@@ -64,8 +64,9 @@ DATABASES = {
         "OPTIONS": {
             # The worker writes while the web process reads: WAL lets both go on, and
             # IMMEDIATE transactions take the write lock up front instead of failing to
-            # upgrade to it half-way (Django 5.1+).
-            "init_command": "PRAGMA journal_mode=WAL;",
+            # upgrade to it half-way (Django 5.1+). synchronous=NORMAL: with WAL a commit
+            # survives a crash of any process and skips an fsync per row written.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             "transaction_mode": "IMMEDIATE",
             "timeout": 20,
         },
