@@ -222,7 +222,7 @@ class Celery:
         if store is None:
             raise ConfigurationError(
                 "no result backend is configured (the broker cannot hold results); set "
-                "result_backend to a redis://, postgresql:// or sqlite:/// URL, or pass "
+                "result_backend to a redis://, sqlite:/// or django:// URL, or pass "
                 "ignore_result=True"
             )
         return store
@@ -279,20 +279,25 @@ def register_shared(task: Task[Any, Any]) -> None:
 
 
 def _django_apps_ready() -> bool:
-    """True without Django, or once its app registry is loaded."""
-    import sys
+    """False only in a Django project whose app registry is not loaded yet."""
+    import os
 
-    if "django" not in sys.modules:
+    try:
+        from django.apps import apps
+        from django.conf import settings
+    except ImportError:
         return True
-    from django.apps import apps
-
-    return bool(apps.ready)
+    if apps.ready:
+        return True
+    return not (os.environ.get("DJANGO_SETTINGS_MODULE") or settings.configured)
 
 
 def _django_apps() -> list[str]:
     try:
         from django.apps import apps
     except ImportError:
+        return []
+    if not apps.apps_ready:
         return []
     return [config.name for config in apps.get_app_configs()]
 

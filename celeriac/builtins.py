@@ -6,6 +6,7 @@ They run a task's function here, in the worker, over a list of arguments: what
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ def builtin_tasks(app: Celery) -> dict[str, Task[Any, Any]]:
 
     async def call_each(task: dict[str, Any], it: list[Any], star: bool) -> list[Any]:
         fn = app.get_task(Signature.from_dict(task, app=app).task)
+        if not fn.is_async:  # a sync body must not block the worker's event loop
+            return await asyncio.to_thread(lambda: [fn(*item) if star else fn(item) for item in it])
         out = []
         for item in it:
             value = fn(*item) if star else fn(item)

@@ -126,6 +126,11 @@ class FollowUps:
 
     async def _fail_chord(self, info: dict[str, Any], member_id: str, record: ResultRecord) -> None:
         assert self.store is not None
+        # The first failure fails the chord, once: the same idempotent "record and count"
+        # step chords use, on a one-member set of failures.
+        first = await self.store.record_group_member(f"{info['group_id']}:failed", member_id, 1, record)
+        if not first.is_newly_complete:
+            return
         body = Signature.from_dict(info["body"], app=self.app)
         error = ChordError(f"Dependency {member_id} raised {record.exc_type}: {record.exc_message}")
         if body.id:
