@@ -273,15 +273,41 @@ class RedisConnection:
         check_eviction_policy(policy, self.target)
 
     async def run(self, verb: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Call one script with EVALSHA, loading it again if the server forgot it."""
+        """Call one script with EVALSHA, loading it again if the server forgot it.
+
+        The call goes straight over a pooled connection: redis-py's command layer (retry
+        wrapper, response callbacks, metrics) costs about as much as the round trip
+        itself on loopback, and every ``delay()`` pays it. Any connection trouble falls
+        back to that layer, whose retries and back-off then apply.
+        """
         script = self.scripts[verb]
+        client = self.client
+        pool = client.connection_pool
+        try:
+            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            return await self._run_with_retries(script, keys, args)
+        try:
+            await connection.send_packed_command(
+                connection.pack_command("EVALSHA", script.sha, len(keys), *keys, *args), check_health=False
+            )
+            return await connection.read_response()
+        except NoScriptError:
+            return await self._run_with_retries(script, keys, args)
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            await connection.disconnect()
+            return await self._run_with_retries(script, keys, args)
+        finally:
+            await pool.release(connection)
+
+    async def _run_with_retries(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         client = self.client
         try:
             return await client.evalsha(script.sha, len(keys), *keys, *args)
         except NoScriptError:
             # The server lost its script cache (restart, failover, SCRIPT FLUSH).
-            sha = _text(await client.script_load(script.source))
-            return await client.evalsha(sha, len(keys), *keys, *args)
+            await client.script_load(script.source)
+            return await client.evalsha(script.sha, len(keys), *keys, *args)
 
 
 def check_eviction_policy(policy: str, target: RedisTarget) -> None:

@@ -194,20 +194,27 @@ async def test_disabled_config_command_is_logged_and_ignored(
 # --- blocking and batching ------------------------------------------------------------
 
 
-def _count_commands(client: aioredis.Redis) -> list[str]:
+def _count_commands(client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Commands this client's connections pack, whether through redis-py's command layer
+    or the broker's direct script calls."""
+    from redis.asyncio.connection import AbstractConnection
+
     sent: list[str] = []
-    original: Any = client.execute_command
+    name = client.connection_pool.connection_kwargs.get("client_name")
+    original: Any = AbstractConnection.pack_command
 
-    async def counting(*args: Any, **options: Any) -> Any:
-        sent.append(str(args[0]))
-        return await original(*args, **options)
+    def counting(self: Any, *args: Any) -> Any:
+        if self.client_name == name:
+            sent.append(str(args[0]).upper())
+        return original(self, *args)
 
-    client.execute_command = counting  # type: ignore[method-assign]
+    monkeypatch.setattr(AbstractConnection, "pack_command", counting)
     return sent
 
 
-async def test_idle_reserve_blocks_in_one_command(broker: RedisBroker, raw: aioredis.Redis) -> None:
-    sent = _count_commands(broker.connection.client)
+async def test_idle_reserve_blocks_in_one_command(broker: RedisBroker, raw: aioredis.Redis,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    sent = _count_commands(broker.connection.client, monkeypatch)
     waiting = asyncio.create_task(broker.reserve(["q"], 10, lease_ms=LEASE_MS, worker_id="w", timeout_s=1.0))
     await asyncio.sleep(0.5)
     name = f"celeriac-{broker.keys.prefix}"
@@ -218,17 +225,19 @@ async def test_idle_reserve_blocks_in_one_command(broker: RedisBroker, raw: aior
     assert sent == ["EVALSHA", "BLPOP", "EVALSHA"]
 
 
-async def test_blocking_wait_is_cut_short_by_the_next_due_eta(broker: RedisBroker) -> None:
-    sent = _count_commands(broker.connection.client)
+async def test_blocking_wait_is_cut_short_by_the_next_due_eta(broker: RedisBroker,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    sent = _count_commands(broker.connection.client, monkeypatch)
     await broker.publish([msg("soon", eta_ms=int(time.time() * 1000) + 300)])
     got = await broker.reserve(["q"], 10, lease_ms=LEASE_MS, worker_id="w", timeout_s=3.0)
     assert [d.task_id for d in got] == ["soon"]
     assert sent.count("BLPOP") == 1
 
 
-async def test_reserve_ack_and_renew_are_one_command_per_batch(broker: RedisBroker) -> None:
+async def test_reserve_ack_and_renew_are_one_command_per_batch(broker: RedisBroker,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     await broker.publish([msg(f"m{i}") for i in range(100)])
-    sent = _count_commands(broker.connection.client)
+    sent = _count_commands(broker.connection.client, monkeypatch)
     got = await broker.reserve(["q"], 100, lease_ms=LEASE_MS, worker_id="w", timeout_s=0)
     assert len(got) == 100
     assert await broker.renew(got, LEASE_MS) == []
@@ -276,7 +285,7 @@ def test_result_record_field_order_matches_result_lua() -> None:
 
 
 async def test_ack_writes_results_in_the_same_call_but_not_for_refused_acks(
-    redis_url: str, raw: aioredis.Redis
+    redis_url: str, raw: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     broker = create_broker(redis_url, BrokerOptions(result_expires_s=60))
     store = create_store(redis_url, 60, broker)
@@ -289,7 +298,7 @@ async def test_ack_writes_results_in_the_same_call_but_not_for_refused_acks(
         await asyncio.sleep(0.1)
         [second] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w2", timeout_s=1.0)
         assert isinstance(broker, RedisBroker)
-        sent = _count_commands(broker.connection.client)
+        sent = _count_commands(broker.connection.client, monkeypatch)
         assert await broker.ack([first], [rec("x", token=first.fencing_token)]) == ["x"]
         assert await broker.ack([second], [rec("x", token=second.fencing_token)]) == []
         assert sent == ["EVALSHA", "EVALSHA"]  # each ack and its results: one call
