@@ -1,8 +1,12 @@
-"""One event loop on a background thread per process, serving sync callers.
+"""How sync callers run celeriac's async code: brokers and stores are written once, async.
 
-Brokers and result stores are written once, async. A Django view or a sync task calls
-``delay()``; the call runs on this loop and the caller waits for its future. After a fork
-the child gets a fresh loop: the parent's thread and its connections do not exist there.
+A thread with no running event loop (a Django view, a script, a sync task on a pool
+thread) drives a private loop of its own, kept for the thread's life and run only while
+one of its calls is under way: ``delay()`` then costs one round trip to the broker and no
+switch to another thread. A blocking call made from inside a running loop (a sync call
+in async code, which blocks that loop anyway) goes to the process's bridge loop on a
+background thread. After a fork the child starts afresh: the parent's loops and their
+connections are not usable there.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ T = TypeVar("T")
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
+_local = threading.local()
+_generation = 0  # bumped at fork: loops made before it belong to the parent
 
 
-def _new_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when installed: a sync delay() is mostly this loop's socket and wake-up cost."""
+def new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed: its sockets and callbacks are the cheaper ones for a loop that runs."""
     try:
         import uvloop
     except ImportError:
@@ -44,39 +50,70 @@ def bridge_loop() -> asyncio.AbstractEventLoop:
         return loop
     with _lock:
         if _loop is None:
-            new_loop = _new_loop()
+            new = new_loop()
             ready = threading.Event()
-            thread = threading.Thread(
-                target=_serve, args=(new_loop, ready), name="celeriac-bridge", daemon=True
-            )
+            thread = threading.Thread(target=_serve, args=(new, ready), name="celeriac-bridge", daemon=True)
             thread.start()
             ready.wait()
-            _loop, _thread = new_loop, thread
+            _loop, _thread = new, thread
         return _loop
 
 
+class _ThreadLoop:
+    """A thread's private loop; closed with its connections when the thread goes away."""
+
+    def __init__(self) -> None:
+        # asyncio's own loop, not uvloop: uvloop sets up signal wake-ups on every
+        # run_until_complete, which costs more than the round trip it drives.
+        self.loop = asyncio.new_event_loop()
+        self.generation = _generation
+
+    def __del__(self) -> None:
+        loop = self.loop
+        if loop.is_closed() or loop.is_running() or self.generation != _generation:
+            return
+        try:
+            from .app import close_clients_of
+
+            loop.run_until_complete(close_clients_of(loop))
+        except Exception:  # a dying thread must not raise from a finalizer
+            pass
+        loop.close()
+
+
+def _thread_loop() -> asyncio.AbstractEventLoop:
+    holder: _ThreadLoop | None = getattr(_local, "holder", None)
+    if holder is None or holder.generation != _generation or holder.loop.is_closed():
+        holder = _local.holder = _ThreadLoop()
+    return holder.loop
+
+
 def run_sync(coro: Coroutine[Any, Any, T], timeout_s: float | None = None) -> T:
-    """Run ``coro`` on the bridge loop and wait for its result."""
-    loop = bridge_loop()
+    """Run ``coro`` to completion for a sync caller and return its result."""
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
         running = None
-    if running is loop:
+    if running is None:
+        loop = _thread_loop()
+        if timeout_s is not None:
+            return loop.run_until_complete(asyncio.wait_for(coro, timeout_s))
+        return loop.run_until_complete(coro)
+    bridge = bridge_loop()
+    if running is bridge:
         coro.close()
         raise RuntimeError(
             "a blocking celeriac call was made on celeriac's own bridge loop; "
             "use the async twin (adelay, aget, ...) instead"
         )
-    future = asyncio.run_coroutine_threadsafe(coro, loop)
-    return future.result(timeout_s)
+    return asyncio.run_coroutine_threadsafe(coro, bridge).result(timeout_s)
 
 
 def _reset_after_fork() -> None:
-    # The parent's loop thread is not running in the child; forget it and start anew.
-    global _loop, _thread
+    global _loop, _thread, _generation
     _loop = None
     _thread = None
+    _generation += 1
 
 
 if hasattr(os, "register_at_fork"):

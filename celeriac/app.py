@@ -76,6 +76,7 @@ class Celery:
         self._clients_lock = threading.Lock()
         self.control = Control(self)
         self._pending_discovery: str | None = None
+        _apps.add(self)
         if set_as_current:
             _current_app = self
 
@@ -264,6 +265,19 @@ class Celery:
 
     def AsyncResult(self, id: str, **kwargs: Any) -> AsyncResult[Any]:
         return AsyncResult(id, app=self, **kwargs)
+
+
+_apps: weakref.WeakSet[Celery] = weakref.WeakSet()
+
+
+async def close_clients_of(loop: asyncio.AbstractEventLoop) -> None:
+    """Close every app's clients made for ``loop`` (a thread's private loop going away)."""
+    for app in list(_apps):
+        clients = app._clients.pop(loop, None)
+        if clients is not None:
+            await clients.broker.close()
+            if clients.store is not None:
+                await clients.store.close()
 
 
 def current_app() -> Celery:

@@ -142,6 +142,7 @@ class ReadyNotices:
         self._reader: asyncio.Task[None] | None = None
         self._waiters: dict[bytes, set[asyncio.Future[bool]]] = {}
         self._confirmations: dict[bytes, deque[asyncio.Future[None]]] = {}
+        self._connecting = asyncio.Lock()
 
     async def subscribe(self, channel: bytes, timeout_s: float | None) -> asyncio.Future[bool]:
         """Subscribe to ``channel``; return once the server confirmed it (or at ``timeout_s``)."""
@@ -153,7 +154,14 @@ class ReadyNotices:
         try:
             try:
                 if self._pubsub is None:
-                    self._pubsub = self.connection.client.pubsub()
+                    async with self._connecting:
+                        if self._pubsub is None:
+                            # Connected before anyone subscribes: redis-py's PubSub takes a
+                            # connection on its first command, and concurrent first commands
+                            # would each take one (and leave all but the last subscribed).
+                            pubsub = self.connection.client.pubsub()
+                            await pubsub.connect()  # type: ignore[no-untyped-call]
+                            self._pubsub = pubsub
                 await self._pubsub.subscribe(channel)
                 if self._reader is None or self._reader.done():
                     self._reader = asyncio.create_task(self._read(self._pubsub), name="celeriac-redis-results")

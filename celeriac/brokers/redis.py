@@ -194,6 +194,7 @@ class RedisConnection:
         self.scripts = load_scripts()
         self._client: Redis | None = None
         self._users = 0
+        self._spare: Any = None  # a pooled connection held for script calls (see run())
         self._lock = asyncio.Lock()
         self.max_block_s = 4.0  # longest single BLPOP; set below the socket timeout at open()
 
@@ -223,6 +224,9 @@ class RedisConnection:
             if self._users <= 0 and self._client is not None:
                 client, self._client = self._client, None
                 self._users = 0
+                spare, self._spare = self._spare, None
+                if spare is not None:
+                    await client.connection_pool.release(spare)
                 await client.aclose()
 
     def _make_client(self) -> Redis:
@@ -281,12 +285,17 @@ class RedisConnection:
         back to that layer, whose retries and back-off then apply.
         """
         script = self.scripts[verb]
-        client = self.client
-        pool = client.connection_pool
-        try:
-            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        except (RedisConnectionError, RedisTimeoutError, OSError):
-            return await self._run_with_retries(script, keys, args)
+        pool = self.client.connection_pool
+        # One connection is kept out of the pool for these calls: one caller at a time
+        # (a producer's delay() loop, a worker's ack) skips the pool's lock and timeout;
+        # concurrent callers take pooled ones.
+        connection, self._spare = self._spare, None
+        if connection is None:
+            try:
+                connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                return await self._run_with_retries(script, keys, args)
+        healthy = True
         try:
             await connection.send_packed_command(
                 connection.pack_command("EVALSHA", script.sha, len(keys), *keys, *args), check_health=False
@@ -295,10 +304,18 @@ class RedisConnection:
         except NoScriptError:
             return await self._run_with_retries(script, keys, args)
         except (RedisConnectionError, RedisTimeoutError, OSError):
+            healthy = False
             await connection.disconnect()
             return await self._run_with_retries(script, keys, args)
+        except BaseException:
+            healthy = False  # cancelled mid-reply: the connection's state is unknown
+            await connection.disconnect()
+            raise
         finally:
-            await pool.release(connection)
+            if healthy and self._spare is None and self._client is not None:
+                self._spare = connection
+            else:
+                await pool.release(connection)
 
     async def _run_with_retries(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         client = self.client
