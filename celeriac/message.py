@@ -101,6 +101,9 @@ class Delivery:
     body: bytes
     fencing_token: int
     lease_expires_at_ms: int = 0
+    # Whether the id was revoked, when the broker checked it while reserving (None: it
+    # did not, and the worker asks with revoked_among()).
+    is_revoked: bool | None = None
 
 
 @dataclass(slots=True)

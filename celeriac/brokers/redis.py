@@ -396,7 +396,7 @@ def _reserve_args(keys: Keys, options: BrokerOptions) -> tuple[Any, ...]:
     n_sentinel = "918273645"
     reason_template = max_deliveries_reason(int(n_sentinel), options.max_deliveries).replace(n_sentinel, "{n}", 1)
     return (options.max_deliveries, reason_template, record_template, keys.result_prefix,
-            keys.result_channel_prefix, expires_ms(options.result_expires_s))
+            keys.result_channel_prefix, expires_ms(options.result_expires_s), keys.revoked_prefix)
 
 
 def expires_ms(expires_s: float | None) -> int:
@@ -498,8 +498,8 @@ class RedisBroker:
                 lease_expires_at_ms = reply[0] + lease_ms
                 return [
                     Delivery(reply[i + 1].decode(), queue_names[reply[i] - 1], reply[i + 2], reply[i + 3],
-                             lease_expires_at_ms)
-                    for i in range(2, len(reply), 4)
+                             lease_expires_at_ms, is_revoked=reply[i + 4] == 1)
+                    for i in range(2, len(reply), 5)
                 ]
             wait_s = min(deadline - loop.time(), connection.max_block_s)
             if wait_s <= 0:

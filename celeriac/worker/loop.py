@@ -241,7 +241,10 @@ class Worker:
 
     async def _dispatch(self, deliveries: list[Delivery]) -> None:
         try:
-            revoked = await self.broker.revoked_among([d.task_id for d in deliveries])
+            unchecked = [d.task_id for d in deliveries if d.is_revoked is None]
+            revoked = {d.task_id: False for d in deliveries if d.is_revoked}
+            if unchecked:
+                revoked.update(await self.broker.revoked_among(unchecked))
         except Exception as exc:
             # The broker went away after handing these out. Run them: their acks and
             # results wait in the completion buffer until it is back.

@@ -249,3 +249,13 @@ async def test_event_log_is_capped_and_read_in_order(backend_url: str) -> None:
         assert [raw for _, raw in await b.read_events(newest[-1][0], 100)] == [b"e8"]
     finally:
         await b.close()
+
+
+async def test_reserve_may_answer_the_revoked_check(broker: Broker) -> None:
+    await broker.publish([msg("keep"), msg("drop")])
+    await broker.revoke(["drop"])
+    got = {d.task_id: d.is_revoked for d in await broker.reserve(["q"], 5, lease_ms=LEASE_MS, worker_id="w",
+                                                                   timeout_s=0)}
+    assert set(got) == {"keep", "drop"}
+    # A broker that checks while reserving must be right; one that does not says None.
+    assert got["keep"] in (None, False) and got["drop"] in (None, True)

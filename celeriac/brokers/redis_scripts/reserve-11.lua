@@ -12,7 +12,9 @@ ARGV:
      "@celeriac-task-id@" (a JSON string), "@celeriac-reason@" (a JSON string),
      1111111111111 (date_done_ms) and 2222222222 (fencing token)
   6  result key prefix, 7 result channel prefix, 8 result expiry in ms (0: none)
-Returns {now_ms, next_event_in_ms, then 4 per message: queue index, task id, body, fencing token}.
+  9  revoked-id key prefix
+Returns {now_ms, next_event_in_ms, then 5 per message: queue index, task id, body, fencing
+token, revoked (1 if the id is in the revoked set, else 0)}.
 next_event_in_ms (only when nothing was taken; else -1): how soon the next scheduled
 message is due or lease runs out, -1 if none; the caller blocks at most that long.
 
@@ -20,6 +22,8 @@ Per queue, in order: leases that ran out go back to ready (tail of their priorit
 once max_deliveries of them ran out, to the dead letters with a FAILURE result so get()
 does not wait forever (written to result keys built from ARGV 6, not declared in KEYS:
 this script needs a single server); scheduled messages now due move to ready; then the
+revoked check of each leased id is answered here too (revoked keys are built from ARGV 9,
+likewise), saving the worker a round trip before it starts them; then the
 best ready messages over all queues (priority, then sequence) are leased: delivery count
 + 1, lease deadline = now + lease_ms, all in the server's clock.
 When nothing is taken, the wake lists are emptied: they held tokens for messages other
@@ -36,6 +40,7 @@ local STEP_LIMIT = 1000  -- bound on reclaims and promotions per queue per call
 local max_count, lease_ms, max_deliveries = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local reason_template, record_template = ARGV[4], ARGV[5]
 local result_prefix, channel_prefix, result_expires_ms = ARGV[6], ARGV[7], tonumber(ARGV[8])
+local revoked_prefix = ARGV[9]
 local nq = #KEYS / 11
 local now_ms, now_seq = server_clock()
 
@@ -137,6 +142,7 @@ for j = 1, #picked, 2 do
     reply[#reply + 1] = task_id
     reply[#reply + 1] = body
     reply[#reply + 1] = token
+    reply[#reply + 1] = redis.call('EXISTS', revoked_prefix .. task_id)
   end
 end
 
