@@ -108,12 +108,12 @@ class Signature(dict[str, Any]):
         """A copy with call-time arguments merged in (ignored when immutable)."""
         new_args, new_kwargs, new_options = self._merge(args, kwargs, options)
         copied = copy.deepcopy(dict(self))
-        copied.update(args=list(new_args), kwargs=new_kwargs, options=new_options)
+        copied.update(args=list(new_args), kwargs=new_kwargs, options=copy.deepcopy(new_options))
         return Signature.from_dict(copied, app=self._app)
 
     def _merge(self, args: Iterable[Any] | None, kwargs: dict[str, Any] | None,
                options: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]:
-        merged_options = {**copy.deepcopy(self["options"]), **options}
+        merged_options = {**self["options"], **options}  # shallow: sending only reads it
         if self.immutable:
             return self.args, self.kwargs, merged_options
         return (*(args or ()), *self.args), {**self.kwargs, **(kwargs or {})}, merged_options
@@ -297,7 +297,7 @@ class _Composite(Signature):
     def _merge(self, args: Iterable[Any] | None, kwargs: dict[str, Any] | None,
                options: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]:
         # Composite partial args live in options so "kwargs" keeps holding the parts.
-        merged_options = {**copy.deepcopy(self["options"]), **options}
+        merged_options = {**self["options"], **options}  # shallow: sending only reads it
         return tuple(args or ()), dict(kwargs or {}), merged_options
 
     @property
