@@ -296,11 +296,19 @@ class RedisConnection:
             except (RedisConnectionError, RedisTimeoutError, OSError):
                 return await self._run_with_retries(script, keys, args)
         healthy = True
+        # redis-py guards a send with asyncio.wait_for (a task per command) and a read with
+        # a timeout of its own; one timeout around both does the same job for less.
+        timeout_s, connection.socket_timeout = connection.socket_timeout, None
         try:
-            await connection.send_packed_command(
-                connection.pack_command("EVALSHA", script.sha, len(keys), *keys, *args), check_health=False
-            )
-            return await connection.read_response()
+            async with asyncio.timeout(timeout_s):
+                await connection.send_packed_command(
+                    connection.pack_command("EVALSHA", script.sha, len(keys), *keys, *args), check_health=False
+                )
+                return await connection.read_response()
+        except TimeoutError:
+            healthy = False
+            await connection.disconnect()
+            return await self._run_with_retries(script, keys, args)
         except NoScriptError:
             return await self._run_with_retries(script, keys, args)
         except (RedisConnectionError, RedisTimeoutError, OSError):
@@ -312,6 +320,7 @@ class RedisConnection:
             await connection.disconnect()
             raise
         finally:
+            connection.socket_timeout = timeout_s
             if healthy and self._spare is None and self._client is not None:
                 self._spare = connection
             else:
