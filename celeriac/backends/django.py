@@ -26,7 +26,6 @@ waiters at once.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
@@ -35,9 +34,10 @@ from urllib.parse import urlparse
 
 import msgspec
 
-from .._notify import Notifier, wait_for_notice
+from .._notify import Notifier
 from ..exceptions import ConfigurationError
 from ..message import READY_STATES, GroupProgress, ResultRecord
+from .base import wait_for_ready_record
 
 T = TypeVar("T")
 
@@ -189,23 +189,8 @@ class DjangoResultStore:
         return {r.task_id: r for r in records}
 
     async def wait_ready(self, task_id: str, timeout_s: float | None) -> ResultRecord | None:
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout_s is None else loop.time() + timeout_s
-        poll_s = MIN_POLL_S
-        key = self._key(task_id)
-        while True:
-            notice = _notifier.subscribe(key)
-            try:
-                record = await self.fetch(task_id)
-                if record is not None and record.state in READY_STATES:
-                    return record
-                remaining_s = MAX_POLL_S if deadline is None else deadline - loop.time()
-                if remaining_s <= 0:
-                    return record
-                await wait_for_notice(notice, min(poll_s, remaining_s))
-                poll_s = min(poll_s * 2, MAX_POLL_S)
-            finally:
-                _notifier.unsubscribe(key, notice)
+        return await wait_for_ready_record(lambda: self.fetch(task_id), _notifier, self._key(task_id), timeout_s,
+                                           (MIN_POLL_S, MAX_POLL_S))
 
     async def forget(self, task_id: str) -> None:
         rows = self.models.TaskResult.objects.using(self.using)
