@@ -46,14 +46,15 @@ def build_message(
     conf = app.conf
     args = list(args or ())
     kwargs = dict(kwargs or {})
-    unknown = set(options) - KNOWN_OPTIONS
-    if unknown:
-        raise TypeError(f"apply_async() got unknown option(s) {sorted(unknown)} for task {name!r}")
+    if options and not KNOWN_OPTIONS.issuperset(options):
+        unknown = sorted(set(options) - KNOWN_OPTIONS)
+        raise TypeError(f"apply_async() got unknown option(s) {unknown} for task {name!r}")
     merged = dict(task_options or {})
     merged.update(route(conf.get("task_routes"), name, args, kwargs, options))
     merged.update({k: v for k, v in options.items() if v is not None})
 
-    now_ms = int(time.time() * 1000)
+    now = time.time()
+    now_ms = int(now * 1000)
     eta_ms = None
     if merged.get("countdown") is not None:
         eta_ms = now_ms + int(float(merged["countdown"]) * 1000)
@@ -95,7 +96,7 @@ def build_message(
         link_error=_signatures(merged.get("link_error")), chord=merged.get("chord"),
         chain=_signatures(merged.get("chain")),
         time_limit=merged.get("time_limit"), soft_time_limit=merged.get("soft_time_limit"),
-        serializer=serializer, shadow=merged.get("shadow"), sent_at_ms=time.time() * 1000,
+        serializer=serializer, shadow=merged.get("shadow"), sent_at_ms=now * 1000,
     )
     if serializer == "pickle":
         if "pickle" not in conf.accept_content:

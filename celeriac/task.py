@@ -79,6 +79,7 @@ class Task(Generic[P, R]):
         self.__module__ = getattr(fun, "__module__", __name__)
         self.__wrapped__ = fun
         self._signature = inspect.signature(fun)
+        self._plain_arity = _plain_arity(self._signature, self.bind)
 
     def __repr__(self) -> str:
         return f"<@task: {self.name} of {self.app.main or '__main__'}>"
@@ -163,6 +164,8 @@ class Task(Generic[P, R]):
         """Fail at ``delay()`` for arguments the function cannot take, as Celery's typing does."""
         if not self.typing:
             return
+        if not kwargs and len(args) == self._plain_arity:
+            return  # the common call: exactly the function's plain positional parameters
         try:
             if self.bind:
                 self._signature.bind(None, *args, **kwargs)
@@ -278,6 +281,16 @@ class Task(Generic[P, R]):
         from .canvas import chunks
 
         return chunks(self.s(), it, n, app=self.app)
+
+
+def _plain_arity(signature: inspect.Signature, bind: bool) -> int:
+    """How many positional arguments the function takes when every parameter is a plain,
+    required positional one (then such a call needs no binding check); else -1."""
+    params = list(signature.parameters.values())[1 if bind else 0:]
+    plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if all(p.kind in plain and p.default is inspect.Parameter.empty for p in params):
+        return len(params)
+    return -1
 
 
 def make_task(fun: Callable[..., Any], app: Celery | None, options: dict[str, Any]) -> Task[Any, Any]:

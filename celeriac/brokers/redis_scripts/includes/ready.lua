@@ -38,6 +38,7 @@ local function wake(wake_key, n)
   if n > WAKE_TOKENS_MAX then n = WAKE_TOKENS_MAX end
   local tokens = {}
   for i = 1, n do tokens[i] = '1' end
-  redis.call('LPUSH', wake_key, unpack(tokens))
-  redis.call('LTRIM', wake_key, 0, WAKE_TOKENS_MAX - 1)
+  if redis.call('LPUSH', wake_key, unpack(tokens)) > WAKE_TOKENS_MAX then
+    redis.call('LTRIM', wake_key, 0, WAKE_TOKENS_MAX - 1)
+  end
 end
