@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
+from celeriac.demo.hometax import query_xml
 from celeriac.demo.pools import ShardedTransport
 from celeriac.demo.standin import StandIn
-from celeriac.demo.tasks import query_xml
 
 
 def recording(transport: ShardedTransport) -> list[int]:

@@ -11,6 +11,7 @@ import pytest
 
 from celeriac.demo import standin
 from celeriac.demo.crn import is_valid
+from celeriac.demo.hometax import parse_reply, query_xml
 from celeriac.demo.standin import (
     ARTICLE_NUMBERS,
     HometaxStandIn,
@@ -21,7 +22,6 @@ from celeriac.demo.standin import (
     number_from_query,
     reply_xml,
 )
-from celeriac.demo.tasks import parse_reply, query_xml
 
 
 @pytest.fixture(scope="module")

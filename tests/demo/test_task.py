@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from celeriac.demo import tasks
+from celeriac.demo.hometax import HometaxReplyError, parse_reply, query_xml
 from celeriac.demo.standin import StandIn, expected_status, generate_numbers, reply_xml
-from celeriac.demo.tasks import HometaxReplyError, parse_reply, query_xml
 from celeriac.message import SUCCESS
 from celeriac.worker import Worker
 

@@ -5,7 +5,8 @@ from crn_check.celery import app
 from django.conf import settings
 from django.utils import timezone
 
-from .hometax import ACTION_ID, HometaxUnavailable, http_client, parse_reply, query_xml
+from celeriac.demo.hometax import HometaxUnavailable, check
+
 from .models import CheckedCrn
 
 
@@ -20,11 +21,7 @@ from .models import CheckedCrn
 )
 async def check_registration_number(self, number: str) -> dict[str, str]:
     """Ask the tax office about ``number``, store the answer, return ``{number, status, message}``."""
-    response = await http_client().post(settings.HOMETAX_URL, params={"actionId": ACTION_ID}, content=query_xml(number))
-    if response.status_code >= 500:
-        raise HometaxUnavailable(f"HTTP {response.status_code} from {settings.HOMETAX_URL} for {number}")
-    response.raise_for_status()
-    status, message = parse_reply(response.content)
+    status, message = await check(settings.HOMETAX_URL, number)
     # Idempotent: a re-check, or a run repeated after a worker died, updates the same row.
     await CheckedCrn.objects.aupdate_or_create(
         registration_number=number,
