@@ -6,6 +6,7 @@ that does not answer skips its tests locally, with a reason; under ``CI=true`` i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
@@ -57,15 +58,27 @@ def backend_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> I
     elif kind == "sqlite":
         yield f"sqlite:///{tmp_path}/celeriac.db"
     else:
-        if not redis_available():
-            if IN_CI:
-                pytest.fail("celeriac.brokers.redis is missing")
-            pytest.skip("the Redis broker is not built yet")
-        require_server(REDIS_URL)
-        prefix = f"test-{uuid.uuid4().hex[:12]}"
-        sep = "&" if "?" in REDIS_URL else "?"
-        url = f"{REDIS_URL}{sep}key_prefix={prefix}"
+        with redis_test_url("test") as url:
+            yield url
+
+
+@contextlib.contextmanager
+def redis_test_url(label: str) -> Iterator[str]:
+    """A Redis URL with a fresh key prefix; its keys are deleted afterwards.
+
+    Skips without the Redis broker or server (fails under CI).
+    """
+    if not redis_available():
+        if IN_CI:
+            pytest.fail("celeriac.brokers.redis is missing")
+        pytest.skip("the Redis broker is not built yet")
+    require_server(REDIS_URL)
+    prefix = f"{label}-{uuid.uuid4().hex[:12]}"
+    sep = "&" if "?" in REDIS_URL else "?"
+    url = f"{REDIS_URL}{sep}key_prefix={prefix}"
+    try:
         yield url
+    finally:
         _cleanup_redis(url, prefix)
 
 

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import IN_CI, REDIS_URL, redis_available, require_server
+from ..conftest import redis_test_url
 
 HERE = Path(__file__).parent
 LEASE_S = 2.0
@@ -106,16 +105,15 @@ class Run:
 
 @pytest.fixture(params=["sqlite", "redis"])
 def run(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Run]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/broker.db"
-    else:
-        if not redis_available():
-            if IN_CI:
-                pytest.fail("celeriac.brokers.redis is missing")
-            pytest.skip("the Redis broker is not built yet")
-        require_server(REDIS_URL)
-        sep = "&" if "?" in REDIS_URL else "?"
-        url = f"{REDIS_URL}{sep}key_prefix=rel-{uuid.uuid4().hex[:10]}"
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path}/broker.db"
+        else:
+            url = stack.enter_context(redis_test_url("rel"))
+        yield from _scenario(url, tmp_path)
+
+
+def _scenario(url: str, tmp_path: Path) -> Iterator[Run]:
     scenario = Run(url, tmp_path / "executions.log")
     os.environ["RELIABILITY_BROKER_URL"] = url
     yield scenario
