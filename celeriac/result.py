@@ -37,10 +37,7 @@ class AsyncResult(Generic[R]):
         self, id: str, backend: Any = None, task_name: str | None = None, app: Celery | None = None,
         parent: AsyncResult[Any] | None = None, ignored: bool = False,
     ) -> None:
-        if app is None:
-            from .app import current_app
-
-            app = current_app()
+        app = _app_or_current(app)
         self.id = id
         self.app = app
         self.backend = backend
@@ -265,6 +262,14 @@ class EagerResult(AsyncResult[R]):
         return f"<EagerResult: {self.id}>"
 
 
+def _app_or_current(app: Celery | None) -> Celery:
+    if app is not None:
+        return app
+    from .app import current_app
+
+    return current_app()
+
+
 def _outcome(record: ResultRecord | None) -> Any:
     if record is None:
         return None
@@ -326,10 +331,7 @@ class GroupResult:
 
     def __init__(self, id: str, results: list[Any], app: Celery | None = None,
                  parent: Any = None) -> None:
-        if app is None:
-            from .app import current_app
-
-            app = current_app()
+        app = _app_or_current(app)
         self.id = id
         self.results = results
         self.app = app
@@ -420,11 +422,7 @@ class GroupResult:
 
     @classmethod
     def restore(cls, id: str, backend: Any = None, app: Celery | None = None) -> GroupResult | None:
-        if app is None:
-            from .app import current_app
-
-            app = current_app()
-        bound_app = app
+        bound_app = _app_or_current(app)
 
         async def _restore() -> list[str] | None:
             store = await bound_app.result_store()
@@ -433,7 +431,7 @@ class GroupResult:
         member_ids = run_sync(_restore())
         if member_ids is None:
             return None
-        return cls(id, [AsyncResult(m, app=app) for m in member_ids], app=app)
+        return cls(id, [AsyncResult(m, app=bound_app) for m in member_ids], app=bound_app)
 
     def as_tuple(self) -> tuple[Any, ...]:
         return ((self.id, None), [r.as_tuple() for r in self.results])
