@@ -21,7 +21,8 @@ from typing import Any
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from ..brokers.redis import RedisConnection, expires_ms, result_args
+from ..brokers.redis import expires_ms, result_args
+from ..brokers.redis_connection import RedisConnection
 from ..message import READY_STATES, GroupProgress, ResultRecord, decode_record, encode_record
 
 logger = logging.getLogger("celeriac.redis")

@@ -195,22 +195,27 @@ async def test_disabled_config_command_is_logged_and_ignored(
 
 
 def _count_commands(client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Commands this client's connections pack, whether through redis-py's command layer
-    or the broker's direct script calls."""
+    """Commands this client's connections send, whether through redis-py's command layer
+    or the broker's direct script calls (which pack their own)."""
     from redis.asyncio.connection import AbstractConnection
 
     sent: list[str] = []
     name = client.connection_pool.connection_kwargs.get("client_name")
-    original: Any = AbstractConnection.pack_command
+    original: Any = AbstractConnection.send_packed_command
     handshake = {"HELLO", "CLIENT", "SELECT", "AUTH", "READONLY"}  # a new connection's set-up
 
-    def counting(self: Any, *args: Any) -> Any:
-        command = str(args[0]).upper()
-        if self.client_name == name and command not in handshake:
-            sent.append(command)
-        return original(self, *args)
+    async def counting(self: Any, command: Any, *args: Any, **kwargs: Any) -> Any:
+        packed = command if isinstance(command, bytes) else b"".join(command)
+        # RESP: "*<n>\r\n$<len>\r\n<first word>\r\n...": several commands when pipelined
+        for chunk in packed.split(b"*")[1:]:
+            lines = chunk.split(b"\r\n")
+            if len(lines) > 2 and lines[0].isdigit() and lines[1].startswith(b"$"):
+                word = lines[2].decode(errors="replace").upper()
+                if self.client_name == name and word not in handshake:
+                    sent.append(word)
+        return await original(self, command, *args, **kwargs)
 
-    monkeypatch.setattr(AbstractConnection, "pack_command", counting)
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
     return sent
 
 
@@ -418,3 +423,14 @@ async def test_a_burst_of_calls_waits_for_a_free_connection(redis_url: str) -> N
         assert await broker.queue_depths() == {"q": 300}
     finally:
         await broker.close()
+
+
+def test_pack_command_matches_redis_py() -> None:
+    from redis.asyncio.connection import Connection
+
+    from celeriac.brokers.redis_connection import pack_command
+
+    parts = ("EVALSHA", "f" * 40, 3, "k{q}", b"\x00body\r\n", "", -7, 1.5, 1e-7, "é")
+    assert pack_command(*parts) == b"".join(Connection().pack_command(*parts))
+    with pytest.raises(TypeError):
+        pack_command(True)
