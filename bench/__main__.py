@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import metrics, report
 from .harness import BenchFailure, Harness
 from .metrics import FULL, METRICS, QUICK, SELECTABLE, Outcome, Results, keys_of, steps_for
-from .peers import Peer, select
+from .peers import Peer, common, select
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -41,11 +41,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="instead of the comparison, profile the celeriac worker's drain with py-spy "
                              "(writes profile-drain.txt only)")
-    parser.add_argument("--http-keepalive", type=int, default=None,
-                        help="diagnostic only: cap httpx's idle keep-alive connections (the comparison uses none)")
+    parser.add_argument("--http-shards", type=int, default=None,
+                        help="diagnostic only: httpcore pools per HTTP client (default 256; 1 is a plain "
+                             "client, whose pool scan dominates the I/O run)")
     args = parser.parse_args(argv)
-    if args.http_keepalive is not None:
-        os.environ["BENCH_HTTP_MAX_KEEPALIVE"] = str(args.http_keepalive)  # inherited by workers
+    if args.http_shards is not None:
+        os.environ["BENCH_HTTP_SHARDS"] = str(args.http_shards)  # inherited by workers
     chosen = [m.strip() for m in (args.metrics or ",".join(SELECTABLE)).split(",") if m.strip()]
     unknown = set(chosen) - set(SELECTABLE)
     if unknown:
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
             commands={p.name: {"default": shlex.join(p.argv("default")), "io": shlex.join(p.argv("io"))}
                       for p in peers},
             io_floor_s=io_floor_s,
-            http_keepalive=args.http_keepalive,
+            http_shards=args.http_shards or common.HTTP_SHARDS_DEFAULT,
         )
         console.print(report.rich_table(peers, keys, results))
         if io_floor_s is not None:

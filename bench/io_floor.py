@@ -1,10 +1,8 @@
 """The I/O run without a queue: N concurrent GETs from one process. ``python -m bench.io_floor URL N``.
 
-The same client and limits as the tasks (``httpx.AsyncClient``, no pool limit), on
-uvloop when installed as celeriac's worker is. Its makespan is what the client alone
-costs at that concurrency, so the report can say how much of a queue's I/O makespan is
-the queue's. (httpcore's pool rescans every connection for every request, so 1,000
-connections in one process cost seconds of CPU.)
+The same client as the async tasks (``common.http_async_client()``), on uvloop when
+installed as celeriac's worker is. Its makespan is what the client alone costs at that
+concurrency, so the report can say how much of a queue's I/O makespan is the queue's.
 """
 
 from __future__ import annotations
@@ -14,13 +12,11 @@ import json
 import sys
 import time
 
-import httpx
-
-from .peers.common import unlimited_http
+from .peers.common import http_async_client
 
 
 async def run(url: str, n: int) -> float:
-    async with httpx.AsyncClient(limits=unlimited_http(), timeout=60.0) as client:
+    async with http_async_client() as client:
         started = time.perf_counter()
         await asyncio.gather(*(client.get(url) for _ in range(n)))
         return time.perf_counter() - started

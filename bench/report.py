@@ -15,14 +15,12 @@ from .metrics import METRIC_BY_KEY, Metric, Outcome, Results
 from .peers import BASELINE, Peer
 
 CAVEATS = """\
-- I/O makespan mostly measures httpx here. With `max_keepalive_connections=None` (which
-  the comparison requires), httpcore's pool walks every connection once per idle
-  connection on each request, so 1,000 connections in one process cost many seconds of
-  CPU: see the I/O floor above, with no queue at all. A queue that starts all 1,000
-  tasks at once in one process (celeriac `-c 1000`, streaQ) pays it in full; one that
-  splits them over two processes (taskiq, Dramatiq) or starts them gradually (arq polls
-  its queue) pays far less. `python -m bench --metrics io --http-keepalive 20` (a
-  diagnostic, not the comparison) shows how much of each makespan is the queue's own.
+- I/O tasks use httpx with no pool limit, every queue the same client. Each client
+  spreads its connections over 256 httpcore pools: in a single pool, httpcore walks
+  every connection for each request (encode/httpcore#1035), so 1,000 connections in
+  one process cost ~20 s of CPU and the run would measure that, not the queue
+  (`python -m bench --metrics io --http-shards 1` shows it). The I/O floor above is
+  the same client with no queue; it is most of every queue's makespan here.
 - Drain and I/O clocks start when the worker process is spawned, so start-up counts
   (Celery's is over a second); the rate from first to last completion is in Details.
 - Dramatiq (its Redis consumer backs off when idle) and arq (polls every 0.5 s) poll an
@@ -51,7 +49,7 @@ class RunInfo:
     versions: dict[str, dict[str, str]]  # peer -> distribution -> version
     commands: dict[str, dict[str, str]]  # peer -> run -> worker command line
     io_floor_s: float | None = None  # the I/O run's GETs from one process, no queue
-    http_keepalive: int | None = None  # None, as the comparison requires, unless --http-keepalive
+    http_shards: int = 256  # httpcore pools per HTTP client; 1 only in a diagnostic run
 
 
 def format_value(metric: Metric, value: float) -> str:
@@ -114,11 +112,11 @@ def markdown(peers: list[Peer], keys: list[str], results: dict[str, Results], in
         f"- machine: {info.machine}",
         f"- Redis: {info.redis_version} at {info.redis_url} (one server, one database, flushed between runs)",
         f"- command: `{info.command}`",
-        f"- HTTP client: httpx, `Limits(max_connections=None, max_keepalive_connections={info.http_keepalive})`",
+        f"- HTTP client: httpx, no pool limit, connections spread over {info.http_shards} httpcore pool(s)",
         "- sizes: " + ", ".join(f"{k}={v:,}" for k, v in info.sizes.items()),
         "", "Each cell: the figure, then in brackets the ratio peer / celeriac.", "",
         *([f"I/O floor: the same {info.sizes['io']:,} GETs fired at once from one process with "
-           f"httpx.AsyncClient and no queue take {info.io_floor_s:.2f} s here.", ""]
+           f"the same httpx.AsyncClient and no queue take {info.io_floor_s:.2f} s here.", ""]
           if info.io_floor_s is not None else []),
         "| queue | " + " | ".join(header(METRIC_BY_KEY[k]) for k in keys) + " |",
         "|---|" + "---|" * len(keys),

@@ -10,7 +10,8 @@ Each benchmark task is one of three bodies, in a sync and an async flavour:
            the readiness ping).
 
 Sync bodies use redis-py's ``Redis`` and ``httpx.Client``; async bodies use
-``redis.asyncio`` and ``httpx.AsyncClient``; all with no connection-pool limit. Clients
+``redis.asyncio`` and ``httpx.AsyncClient``; all with no connection-pool limit (the
+HTTP clients spread their connections over 256 pools: see ``http_client()``). Clients
 are made lazily per process (prefork and multi-process workers fork after import) and,
 for async ones, per event loop.
 """
@@ -18,9 +19,13 @@ for async ones, per event loop.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
+import sys
 import threading
 import time
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -49,14 +54,47 @@ def concurrency_override() -> int | None:
     return int(value) if value else None
 
 
-def unlimited_http() -> httpx.Limits:
-    # The issue fixes this for every queue: no pool limit, so the client never queues
-    # requests. (With unlimited keep-alive, httpcore's pool rescans every connection for
-    # each idle one on every request, so 1,000 connections in one process cost seconds
-    # of CPU; BENCH_HTTP_MAX_KEEPALIVE, from --http-keepalive, caps idle connections for
-    # a diagnostic run that shows how much of a makespan that is.)
-    keepalive = os.environ.get("BENCH_HTTP_MAX_KEEPALIVE")
-    return httpx.Limits(max_connections=None, max_keepalive_connections=int(keepalive) if keepalive else None)
+HTTP_SHARDS_DEFAULT = 256
+
+
+def _pools() -> ModuleType:
+    """celeriac/demo/pools.py, loaded by path: another queue's worker must not import celeriac.
+
+    The module imports only httpx. Importing it as ``celeriac.demo.pools`` would run
+    celeriac's package ``__init__`` in every peer's worker (start-up time and RSS).
+    """
+    package = importlib.util.find_spec("celeriac")  # finds the package without importing it
+    assert package is not None and package.submodule_search_locations, "celeriac is not installed"
+    path = Path(next(iter(package.submodule_search_locations))) / "demo" / "pools.py"
+    module = sys.modules.get("bench_http_pools")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("bench_http_pools", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["bench_http_pools"] = module
+        spec.loader.exec_module(module)
+    return module
+
+
+def http_shards() -> int:
+    """``BENCH_HTTP_SHARDS`` (from ``--http-shards``): 1 is a plain client's single pool."""
+    return int(os.environ.get("BENCH_HTTP_SHARDS") or HTTP_SHARDS_DEFAULT)
+
+
+def http_client() -> httpx.Client:
+    """The sync I/O client: no pool limit, its connections spread over many httpcore pools.
+
+    httpcore's pool walks every connection it holds for each request (encode/httpcore#1035),
+    so one pool with 1,000 connections costs seconds of CPU per 1,000 requests and the
+    run would measure that instead of the queue. Every queue gets the same transport.
+    """
+    transport = _pools().SyncShardedTransport(http_shards())
+    return httpx.Client(transport=transport, timeout=30.0)
+
+
+def http_async_client() -> httpx.AsyncClient:
+    """The async I/O client, like ``http_client()``."""
+    return httpx.AsyncClient(transport=_pools().ShardedTransport(http_shards()), timeout=30.0)
 
 
 # --- sync bodies ---------------------------------------------------------------------
@@ -74,8 +112,7 @@ def _sync() -> tuple[redis.Redis, httpx.Client]:
             if clients is None:
                 pool = redis.BlockingConnectionPool.from_url(REDIS_URL, max_connections=REDIS_POOL_SIZE,
                                                              timeout=None, **REDIS_TIMEOUTS)
-                clients = (redis.Redis(connection_pool=pool),
-                           httpx.Client(limits=unlimited_http(), timeout=30.0))
+                clients = (redis.Redis(connection_pool=pool), http_client())
                 _sync_clients[pid] = clients
     return clients
 
@@ -112,8 +149,7 @@ def _async() -> tuple[Any, httpx.AsyncClient]:
     if clients is None:
         pool = redis.asyncio.BlockingConnectionPool.from_url(REDIS_URL, max_connections=REDIS_POOL_SIZE,
                                                              timeout=None, **REDIS_TIMEOUTS)
-        clients = (redis.asyncio.Redis(connection_pool=pool),
-                   httpx.AsyncClient(limits=unlimited_http(), timeout=30.0))
+        clients = (redis.asyncio.Redis(connection_pool=pool), http_async_client())
         _async_clients[key] = clients
     return clients
 

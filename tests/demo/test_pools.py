@@ -1,16 +1,17 @@
-"""The sharded httpx transport the check task uses."""
+"""The sharded httpx transports: the check task uses the async one, the benchmark both."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
 
 from celeriac.demo.hometax import query_xml
-from celeriac.demo.pools import ShardedTransport
+from celeriac.demo.pools import ShardedTransport, SyncShardedTransport
 from celeriac.demo.standin import StandIn
 
 
@@ -55,3 +56,20 @@ async def test_a_failed_request_is_not_counted_in_flight() -> None:
             with pytest.raises(httpx.ConnectError):
                 await client.get(f"http://127.0.0.1:{port}/")
         assert transport.in_flight == [0, 0]
+
+
+def test_the_sync_transport_spreads_a_burst_over_threads() -> None:
+    with StandIn(delay_s=0.05) as server:
+        transport = SyncShardedTransport(shards=4)
+        with httpx.Client(transport=transport) as client:
+
+            def check(_: int) -> int:
+                body = query_xml("1208801280").encode()
+                return client.post(server.url, params={"actionId": "ATTABZAA001R08"}, content=body).status_code
+
+            assert check(0) == 200 and transport.shards.in_flight == [0, 0, 0, 0]
+            with ThreadPoolExecutor(8) as threads:
+                assert list(threads.map(check, range(8))) == [200] * 8
+            assert transport.shards.in_flight == [0, 0, 0, 0]
+            # each pool kept the connections it opened: the burst used more than one
+            assert sum(1 for shard in transport.transports if shard._pool.connections) > 1
