@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -21,52 +19,11 @@ from typing import Any
 import pytest
 
 from ..conftest import IN_CI, redis_available
+from ..own_redis import OwnRedis
 from .conftest import Run
 from .test_delivery import tasks_module
 
 pytestmark = pytest.mark.reliability
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class OwnRedis:
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary is not None
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--appendonly", "yes",
-             "--appendfsync", "always", "--save", "", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("own redis-server did not start")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
 
 
 @pytest.fixture
@@ -75,7 +32,7 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
         if IN_CI:
             pytest.fail("redis-server or celeriac.brokers.redis is missing")
         pytest.skip("needs redis-server and the Redis broker")
-    server = OwnRedis(tmp_path)
+    server = OwnRedis(tmp_path, "--appendonly", "yes", "--appendfsync", "always")
     server.start()
     yield server
     if server.proc is not None and server.proc.poll() is None:
