@@ -74,8 +74,7 @@ class ShardedTransport(httpx.AsyncBaseTransport):
             raise
         # The connection stays busy until the body is read and closed; count it till then.
         assert isinstance(response.stream, httpx.AsyncByteStream)
-        return httpx.Response(response.status_code, headers=response.headers,
-                              stream=_CountedAsyncStream(response.stream, finish), extensions=response.extensions)
+        return _with_stream(response, _CountedAsyncStream(response.stream, finish))
 
     async def aclose(self) -> None:
         for transport in self.transports:
@@ -98,12 +97,16 @@ class SyncShardedTransport(httpx.BaseTransport):
             finish()
             raise
         assert isinstance(response.stream, httpx.SyncByteStream)
-        return httpx.Response(response.status_code, headers=response.headers,
-                              stream=_CountedSyncStream(response.stream, finish), extensions=response.extensions)
+        return _with_stream(response, _CountedSyncStream(response.stream, finish))
 
     def close(self) -> None:
         for transport in self.transports:
             transport.close()
+
+
+def _with_stream(response: httpx.Response, stream: httpx.AsyncByteStream | httpx.SyncByteStream) -> httpx.Response:
+    return httpx.Response(response.status_code, headers=response.headers, stream=stream,
+                          extensions=response.extensions)
 
 
 class _CountedAsyncStream(httpx.AsyncByteStream):
