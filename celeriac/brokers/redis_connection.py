@@ -35,7 +35,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -51,6 +51,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..exceptions import BrokerUnavailable, ConfigurationError
 from .redis_keys import Keys
+
+# hiredis (the `redis` extra installs it) packs a command in C, ten times faster than
+# redis-py's packer: ~10 us of every delay(). Without it, redis-py's packer is used.
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover
+    _hiredis_pack = None
 
 logger = logging.getLogger("celeriac.redis")
 
@@ -290,9 +298,9 @@ class RedisConnection:
         timeout_s, connection.socket_timeout = connection.socket_timeout, None
         try:
             async with asyncio.timeout(timeout_s):
-                await connection.send_packed_command(
-                    pack_command("EVALSHA", script.sha, len(keys), *keys, *args), check_health=False
-                )
+                command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+                packed = _hiredis_pack(command) if _hiredis_pack is not None else connection.pack_command(*command)
+                await connection.send_packed_command(packed, check_health=False)
                 return await connection.read_response()
         except TimeoutError:
             healthy = False
@@ -365,29 +373,6 @@ def _sentinel_client(target: RedisTarget, options: dict[str, Any]) -> Redis:
     client: Redis = sentinel.master_for(target.master_name)
     return client
 
-
-
-def pack_command(*parts: str | bytes | int | float) -> bytes:
-    """One command in RESP, the wire format: an array of bulk strings.
-
-    redis-py's own packer handles every argument type and splits large values into
-    separate buffers; for a script call's few keys and strings, this costs a third as
-    much (about 10 us less per ``delay()``).
-    """
-    out = [b"*%d\r\n" % len(parts)]
-    for part in parts:
-        if isinstance(part, bytes):
-            data = part
-        elif isinstance(part, str):
-            data = part.encode()
-        elif isinstance(part, int) and not isinstance(part, bool):
-            data = b"%d" % part
-        elif isinstance(part, float):
-            data = repr(part).encode()  # as redis-py sends it: exact, and Lua's tonumber reads it
-        else:
-            raise TypeError(f"a Redis command argument must be bytes, str, int or float, not {type(part).__name__}")
-        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(out)
 
 
 def as_text(value: bytes | str) -> str:

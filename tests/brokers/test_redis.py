@@ -423,14 +423,3 @@ async def test_a_burst_of_calls_waits_for_a_free_connection(redis_url: str) -> N
         assert await broker.queue_depths() == {"q": 300}
     finally:
         await broker.close()
-
-
-def test_pack_command_matches_redis_py() -> None:
-    from redis.asyncio.connection import Connection
-
-    from celeriac.brokers.redis_connection import pack_command
-
-    parts = ("EVALSHA", "f" * 40, 3, "k{q}", b"\x00body\r\n", "", -7, 1.5, 1e-7, "é")
-    assert pack_command(*parts) == b"".join(Connection().pack_command(*parts))
-    with pytest.raises(TypeError):
-        pack_command(True)
