@@ -70,6 +70,9 @@ def bridge_loop() -> asyncio.AbstractEventLoop:
 SPIN_S = 0.0005
 
 
+_yield_cpu = getattr(os, "sched_yield", lambda: None)
+
+
 class SpinningSelector(selectors.DefaultSelector):
     """The platform's selector, polling without sleeping for up to ``SPIN_S`` first."""
 
@@ -83,6 +86,11 @@ class SpinningSelector(selectors.DefaultSelector):
             now = time.perf_counter()
             if ready or now >= spin_until:
                 break
+            # Give the CPU up between polls: a server woken from idle is often queued on
+            # this very CPU, and a poll that never yields keeps it waiting for the next
+            # scheduler tick (measured: a PING after idle took 1.2 ms polling, 0.18 ms
+            # polling with a yield, 0.15 ms blocking).
+            _yield_cpu()
         if ready or timeout is None:
             return ready or super().select(None)
         return super().select(max(0.0, timeout - (now - started)))
