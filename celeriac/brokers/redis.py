@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -158,8 +157,10 @@ class RedisBroker:
         connection = self.connection
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
+        wait_on: Sequence[str] = ()
+        wait_s = 0.0
         while True:
-            reply = await connection.run("reserve", keys, args)
+            reply = await connection.run("reserve", keys, args, after_blpop=wait_on, blpop_s=wait_s)
             if len(reply) > 2:
                 lease_expires_at_ms = reply[0] + lease_ms
                 return [
@@ -173,8 +174,7 @@ class RedisBroker:
             next_event_in_ms = reply[1]
             if next_event_in_ms >= 0:
                 wait_s = min(wait_s, next_event_in_ms / 1000)
-            # Whole milliseconds, at least one: BLPOP reads a timeout of 0 as "forever".
-            await connection.client.blpop(wake_keys, timeout=max(1, math.ceil(wait_s * 1000)) / 1000)
+            wait_on = wake_keys  # the next reserve runs as soon as a wake token (or the wait) ends
 
     # --- finishing ------------------------------------------------------------------
 

@@ -273,13 +273,21 @@ class RedisConnection:
         policy = as_text(answer.get("maxmemory-policy") or "")
         check_eviction_policy(policy, self.target)
 
-    async def run(self, verb: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def run(
+        self, verb: str, keys: Sequence[str], args: Sequence[Any], *,
+        after_blpop: Sequence[str] = (), blpop_s: float = 0.0,
+    ) -> Any:
         """Call one script with EVALSHA, loading it again if the server forgot it.
 
         The call goes straight over a pooled connection: redis-py's command layer (retry
         wrapper, response callbacks, metrics) costs about as much as the round trip
         itself on loopback, and every ``delay()`` pays it. Any connection trouble falls
         back to that layer, whose retries and back-off then apply.
+
+        With ``after_blpop``, the script is sent in the same write behind a BLPOP on
+        those keys for up to ``blpop_s``. Redis holds a blocked client's next command
+        until the BLPOP returns (a token, or its timeout), then runs it at once: an idle
+        worker woken by a publish gets its messages without a second round trip.
         """
         script = self.scripts[verb]
         pool = self.client.connection_pool
@@ -297,10 +305,15 @@ class RedisConnection:
         # a timeout of its own; one timeout around both does the same job for less.
         timeout_s, connection.socket_timeout = connection.socket_timeout, None
         try:
-            async with asyncio.timeout(timeout_s):
-                command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-                packed = _hiredis_pack(command) if _hiredis_pack is not None else connection.pack_command(*command)
+            async with asyncio.timeout(None if timeout_s is None else timeout_s + blpop_s):
+                packed = _pack(connection, ("EVALSHA", script.sha, len(keys), *keys, *args))
+                if after_blpop:
+                    # Whole milliseconds, at least one: BLPOP reads a timeout of 0 as "forever".
+                    blpop_ms = max(1, math.ceil(blpop_s * 1000))
+                    packed = _pack(connection, ("BLPOP", *after_blpop, blpop_ms / 1000)) + packed
                 await connection.send_packed_command(packed, check_health=False)
+                if after_blpop:
+                    await connection.read_response()  # the token or nil: the script's reply tells
                 return await connection.read_response()
         except TimeoutError:
             healthy = False
@@ -373,6 +386,12 @@ def _sentinel_client(target: RedisTarget, options: dict[str, Any]) -> Redis:
     client: Redis = sentinel.master_for(target.master_name)
     return client
 
+
+
+def _pack(connection: Any, command: tuple[Any, ...]) -> bytes:
+    if _hiredis_pack is not None:
+        return _hiredis_pack(command)
+    return b"".join(connection.pack_command(*command))
 
 
 def as_text(value: bytes | str) -> str:

@@ -227,9 +227,11 @@ async def test_idle_reserve_blocks_in_one_command(broker: RedisBroker, raw: aior
     name = f"celeriac-{broker.keys.prefix}"
     blocked = [c for c in await raw.client_list() if c.get("name") == name and c.get("cmd") == "blpop"]
     assert len(blocked) == 1 and "b" in blocked[0]["flags"]
-    assert sent == ["EVALSHA", "BLPOP"]  # one look, then one blocking wait
-    assert await waiting == []
+    # one look, then one blocking wait with the next look queued behind it in one write:
+    # Redis runs that look when the wait ends, so waking costs no extra round trip
     assert sent == ["EVALSHA", "BLPOP", "EVALSHA"]
+    assert await waiting == []
+    assert sent == ["EVALSHA", "BLPOP", "EVALSHA"]  # nothing more was sent
 
 
 async def test_blocking_wait_is_cut_short_by_the_next_due_eta(broker: RedisBroker,
@@ -239,6 +241,24 @@ async def test_blocking_wait_is_cut_short_by_the_next_due_eta(broker: RedisBroke
     got = await broker.reserve(["q"], 10, lease_ms=LEASE_MS, worker_id="w", timeout_s=3.0)
     assert [d.task_id for d in got] == ["soon"]
     assert sent.count("BLPOP") == 1
+
+
+async def test_a_woken_reserve_takes_its_message_in_the_same_round_trip(
+        broker: RedisBroker, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    sent = _count_commands(broker.connection.client, monkeypatch)
+    waiting = asyncio.create_task(broker.reserve(["q"], 10, lease_ms=LEASE_MS, worker_id="w", timeout_s=3.0))
+    await asyncio.sleep(0.2)
+    assert sent == ["EVALSHA", "BLPOP", "EVALSHA"]
+    producer = RedisBroker(redis_url)  # another client, with the same name: counted too
+    await producer.connect()
+    try:
+        await producer.publish([msg("wake-me")])
+    finally:
+        await producer.close()
+    sent_before_waking = len(sent)
+    got = await waiting
+    assert [d.task_id for d in got] == ["wake-me"]
+    assert len(sent) == sent_before_waking  # the reserve queued behind the BLPOP took it
 
 
 async def test_reserve_ack_and_renew_are_one_command_per_batch(broker: RedisBroker,
