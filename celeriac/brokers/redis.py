@@ -22,20 +22,18 @@ or Sentinel); Redis Cluster is not supported yet.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Sequence
 from typing import Any
 
 from ..exceptions import DuplicateTaskError
 from ..message import READY_STATES, DeadLetter, Delivery, ResultRecord, encode_record
 from .base import BrokerOptions, OutgoingMessage, lost_record, max_deliveries_reason
-from .redis_connection import RedisConnection, RedisTarget, parse_url
+from .redis_connection import RedisConnection, parse_url
 from .redis_connection import as_text as _text
 from .redis_keys import Keys, QueueKeys
 
-__all__ = ["RedisBroker", "RedisConnection", "RedisTarget", "parse_url"]
+__all__ = ["RedisBroker", "RedisConnection", "parse_url"]
 
-logger = logging.getLogger("celeriac.redis")
 
 def result_args(
     keys: Keys, records: Sequence[ResultRecord], skip_ids: frozenset[str] | set[str] = frozenset()
