@@ -41,10 +41,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="instead of the comparison, profile the celeriac worker's drain with py-spy "
                              "(writes profile-drain.txt only)")
+    parser.add_argument("--http-client", choices=common.HTTP_CLIENTS, default=None,
+                        help="the I/O tasks' HTTP client (default curl_cffi; httpx is a diagnostic)")
     parser.add_argument("--http-shards", type=int, default=None,
-                        help="diagnostic only: httpcore pools per HTTP client (default 256; 1 is a plain "
+                        help="with --http-client httpx: httpcore pools per client (default 256; 1 is a plain "
                              "client, whose pool scan dominates the I/O run)")
     args = parser.parse_args(argv)
+    if args.http_client is not None:
+        os.environ["BENCH_HTTP_CLIENT"] = args.http_client  # inherited by workers
     if args.http_shards is not None:
         os.environ["BENCH_HTTP_SHARDS"] = str(args.http_shards)  # inherited by workers
     chosen = [m.strip() for m in (args.metrics or ",".join(SELECTABLE)).split(",") if m.strip()]
@@ -146,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
             commands={p.name: {"default": shlex.join(p.argv("default")), "io": shlex.join(p.argv("io"))}
                       for p in peers},
             io_floor_s=io_floor_s,
+            http_client=common.http_client_name(),
             http_shards=args.http_shards or common.HTTP_SHARDS_DEFAULT,
         )
         console.print(report.rich_table(peers, keys, results))

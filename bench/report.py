@@ -15,12 +15,12 @@ from .metrics import METRIC_BY_KEY, Metric, Outcome, Results
 from .peers import BASELINE, Peer
 
 CAVEATS = """\
-- I/O tasks use httpx with no pool limit, every queue the same client. Each client
-  spreads its connections over 256 httpcore pools: in a single pool, httpcore walks
-  every connection for each request (encode/httpcore#1035), so 1,000 connections in
-  one process cost ~20 s of CPU and the run would measure that, not the queue
-  (`python -m bench --metrics io --http-shards 1` shows it). The I/O floor above is
-  the same client with no queue; it is most of every queue's makespan here.
+- I/O tasks use curl_cffi (libcurl), every queue the same client with no pool limit:
+  it costs the least CPU per request of the clients tried, so the makespan says more
+  about the queue. The I/O floor above is the same client with no queue. With httpx
+  (`--http-client httpx`), 1,000 GETs from one process cost ~0.7 s of CPU even with
+  its connections spread over 256 httpcore pools, and ~20 s in its single pool, which
+  walks every connection for each request (encode/httpcore#1035).
 - Drain and I/O clocks start when the worker process is spawned, so start-up counts
   (Celery's is over a second); the rate from first to last completion is in Details.
 - Dramatiq (its Redis consumer backs off when idle) and arq (polls every 0.5 s) poll an
@@ -49,7 +49,8 @@ class RunInfo:
     versions: dict[str, dict[str, str]]  # peer -> distribution -> version
     commands: dict[str, dict[str, str]]  # peer -> run -> worker command line
     io_floor_s: float | None = None  # the I/O run's GETs from one process, no queue
-    http_shards: int = 256  # httpcore pools per HTTP client; 1 only in a diagnostic run
+    http_client: str = "curl_cffi"  # httpx only in a diagnostic run
+    http_shards: int = 256  # httpcore pools per httpx client
 
 
 def format_value(metric: Metric, value: float) -> str:
@@ -112,11 +113,14 @@ def markdown(peers: list[Peer], keys: list[str], results: dict[str, Results], in
         f"- machine: {info.machine}",
         f"- Redis: {info.redis_version} at {info.redis_url} (one server, one database, flushed between runs)",
         f"- command: `{info.command}`",
-        f"- HTTP client: httpx, no pool limit, connections spread over {info.http_shards} httpcore pool(s)",
+        (f"- HTTP client: httpx, no pool limit, connections spread over {info.http_shards} httpcore pool(s)"
+         if info.http_client == "httpx" else
+         "- HTTP client: curl_cffi (libcurl): `AsyncSession(max_clients=4096)`, above any run's "
+         "concurrency, and one sync `Session` per thread: no pool limit"),
         "- sizes: " + ", ".join(f"{k}={v:,}" for k, v in info.sizes.items()),
         "", "Each cell: the figure, then in brackets the ratio peer / celeriac.", "",
         *([f"I/O floor: the same {info.sizes['io']:,} GETs fired at once from one process with "
-           f"the same httpx.AsyncClient and no queue take {info.io_floor_s:.2f} s here.", ""]
+           f"the async tasks' client ({info.http_client}) and no queue take {info.io_floor_s:.2f} s here.", ""]
           if info.io_floor_s is not None else []),
         "| queue | " + " | ".join(header(METRIC_BY_KEY[k]) for k in keys) + " |",
         "|---|" + "---|" * len(keys),

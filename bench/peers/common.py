@@ -9,11 +9,14 @@ Each benchmark task is one of three bodies, in a sync and an async flavour:
 ``stamp``  RPUSH ``time.time()`` taken first thing in the task (latency samples, and
            the readiness ping).
 
-Sync bodies use redis-py's ``Redis`` and ``httpx.Client``; async bodies use
-``redis.asyncio`` and ``httpx.AsyncClient``; all with no connection-pool limit (the
-HTTP clients spread their connections over 256 pools: see ``http_client()``). Clients
-are made lazily per process (prefork and multi-process workers fork after import) and,
-for async ones, per event loop.
+Sync bodies use redis-py's ``Redis`` and curl_cffi's ``Session``; async bodies use
+``redis.asyncio`` and curl_cffi's ``AsyncSession``; all with no connection-pool limit.
+curl_cffi (libcurl) is the comparison's HTTP client because it costs the least CPU per
+request: 1,000 concurrent GETs from one process take ~0.3 s with it and ~0.7 s with httpx
+even spread over 256 pools (~20 s in one httpx pool), and a client that costs more
+measures the client instead of the queue. ``--http-client httpx`` runs httpx, as a
+diagnostic. Clients are made lazily per process (prefork and multi-process workers fork
+after import), per thread for curl_cffi's sync session, and per event loop for async ones.
 """
 
 from __future__ import annotations
@@ -54,7 +57,9 @@ def concurrency_override() -> int | None:
     return int(value) if value else None
 
 
-HTTP_SHARDS_DEFAULT = 256
+HTTP_CLIENTS = ("curl_cffi", "httpx")  # the first is the comparison's; httpx is a diagnostic
+HTTP_SHARDS_DEFAULT = 256  # httpx only
+CURL_MAX_CLIENTS = 4096  # above any run's concurrency: curl_cffi's handle count is never a limit
 
 
 def _pools() -> ModuleType:
@@ -77,55 +82,103 @@ def _pools() -> ModuleType:
 
 
 def http_shards() -> int:
-    """``BENCH_HTTP_SHARDS`` (from ``--http-shards``): 1 is a plain client's single pool."""
+    """``BENCH_HTTP_SHARDS`` (from ``--http-shards``): 1 is a plain httpx client's single pool."""
     return int(os.environ.get("BENCH_HTTP_SHARDS") or HTTP_SHARDS_DEFAULT)
 
 
-def http_client() -> httpx.Client:
-    """The sync I/O client: no pool limit, its connections spread over many httpcore pools.
+def http_client_name() -> str:
+    """``BENCH_HTTP_CLIENT`` (from ``--http-client``): ``curl_cffi`` unless told otherwise."""
+    name = os.environ.get("BENCH_HTTP_CLIENT") or HTTP_CLIENTS[0]
+    if name not in HTTP_CLIENTS:
+        raise SystemExit(f"BENCH_HTTP_CLIENT={name!r}: expected one of {', '.join(HTTP_CLIENTS)}")
+    return name
 
-    httpcore's pool walks every connection it holds for each request (encode/httpcore#1035),
-    so one pool with 1,000 connections costs seconds of CPU per 1,000 requests and the
-    run would measure that instead of the queue. Every queue gets the same transport.
+
+# What a failed GET raises; curl_cffi's errors join once its client is made (importing
+# it up front would put it in every worker's start-up and RSS, I/O run or not).
+_http_errors: tuple[type[Exception], ...] = (httpx.HTTPError,)
+
+
+def _curl_errors() -> None:
+    global _http_errors
+    from curl_cffi.requests.exceptions import RequestException
+
+    _http_errors = (httpx.HTTPError, RequestException)
+
+
+def http_client() -> Any:
+    """A sync I/O client for this thread's process (httpx) or this thread (curl_cffi).
+
+    curl_cffi's ``Session`` is one curl handle and must not be shared by threads, so each
+    thread has its own: as many connections as threads, with no pool limit. httpx's
+    client is thread-safe; it spreads its connections over many httpcore pools, because
+    one pool walks every connection it holds for each request (encode/httpcore#1035),
+    which costs seconds of CPU per 1,000 requests at this concurrency.
     """
-    transport = _pools().SyncShardedTransport(http_shards())
-    return httpx.Client(transport=transport, timeout=30.0)
+    if http_client_name() == "httpx":
+        return httpx.Client(transport=_pools().SyncShardedTransport(http_shards()), timeout=30.0)
+    from curl_cffi.requests import Session
+
+    _curl_errors()
+    return Session(timeout=30.0)
 
 
-def http_async_client() -> httpx.AsyncClient:
-    """The async I/O client, like ``http_client()``."""
-    return httpx.AsyncClient(transport=_pools().ShardedTransport(http_shards()), timeout=30.0)
+def http_async_client() -> Any:
+    """The async I/O client for the running loop, with no pool limit.
+
+    curl_cffi's ``AsyncSession`` needs a number of curl handles (``max_clients``); it is
+    set above any run's concurrency, so no request ever waits for one.
+    """
+    if http_client_name() == "httpx":
+        return httpx.AsyncClient(transport=_pools().ShardedTransport(http_shards()), timeout=30.0)
+    from curl_cffi.requests import AsyncSession
+
+    _curl_errors()
+    return AsyncSession(max_clients=CURL_MAX_CLIENTS, timeout=30.0)
 
 
 # --- sync bodies ---------------------------------------------------------------------
 
 _sync_lock = threading.Lock()
-_sync_clients: dict[int, tuple[redis.Redis, httpx.Client]] = {}
+_sync_redis: dict[int, redis.Redis] = {}
+_sync_http: dict[int, Any] = {}  # httpx: one per process
+_thread_http = threading.local()  # curl_cffi: one per thread (and process)
 
 
-def _sync() -> tuple[redis.Redis, httpx.Client]:
+def _sync() -> redis.Redis:
     pid = os.getpid()  # a forked child must not share its parent's sockets
-    clients = _sync_clients.get(pid)
-    if clients is None:
+    client = _sync_redis.get(pid)
+    if client is None:
         with _sync_lock:
-            clients = _sync_clients.get(pid)
-            if clients is None:
+            client = _sync_redis.get(pid)
+            if client is None:
                 pool = redis.BlockingConnectionPool.from_url(REDIS_URL, max_connections=REDIS_POOL_SIZE,
                                                              timeout=None, **REDIS_TIMEOUTS)
-                clients = (redis.Redis(connection_pool=pool), http_client())
-                _sync_clients[pid] = clients
-    return clients
+                client = _sync_redis[pid] = redis.Redis(connection_pool=pool)
+    return client
+
+
+def _sync_http_client() -> Any:
+    pid = os.getpid()
+    if http_client_name() == "httpx":
+        with _sync_lock:
+            if pid not in _sync_http:
+                _sync_http[pid] = http_client()
+            return _sync_http[pid]
+    if getattr(_thread_http, "pid", None) != pid:
+        _thread_http.client, _thread_http.pid = http_client(), pid
+    return _thread_http.client
 
 
 def noop_sync(i: int) -> None:
-    _sync()[0].incr(DONE_KEY)
+    _sync().incr(DONE_KEY)
 
 
 def io_sync(i: int) -> None:
-    redis_client, http = _sync()
+    redis_client = _sync()
     try:
-        http.get(HTTP_URL).raise_for_status()
-    except httpx.HTTPError:
+        _sync_http_client().get(HTTP_URL).raise_for_status()
+    except _http_errors:
         # Counted, not raised: queues differ in whether and when they retry, and a
         # retry policy is not what this run measures. The table shows the count.
         redis_client.incr(ERRORS_KEY)
@@ -134,15 +187,15 @@ def io_sync(i: int) -> None:
 
 def stamp_sync(i: int) -> None:
     started_at = time.time()  # first: the sample is enqueue-to-start
-    _sync()[0].rpush(STAMPS_KEY, repr(started_at))
+    _sync().rpush(STAMPS_KEY, repr(started_at))
 
 
 # --- async bodies --------------------------------------------------------------------
 
-_async_clients: dict[tuple[int, int], tuple[Any, httpx.AsyncClient]] = {}
+_async_clients: dict[tuple[int, int], tuple[Any, Any]] = {}
 
 
-def _async() -> tuple[Any, httpx.AsyncClient]:
+def _async() -> tuple[Any, Any]:
     # Keyed by process and loop: an asyncio client must not cross event loops.
     key = (os.getpid(), id(asyncio.get_running_loop()))
     clients = _async_clients.get(key)
@@ -162,7 +215,7 @@ async def io_async(i: int) -> None:
     redis_client, http = _async()
     try:
         (await http.get(HTTP_URL)).raise_for_status()
-    except httpx.HTTPError:
+    except _http_errors:
         await redis_client.incr(ERRORS_KEY)  # counted, not raised: see io_sync
     await redis_client.incr(DONE_KEY)
 
