@@ -67,7 +67,7 @@ CELERIAC_OPTIONS = ("key_prefix", "allow_evicting_policy", "master_name")
 RECONNECT_RETRIES = 4  # with back-off from 0.1 s up to 2 s: ~1.5 s before giving up
 RECONNECT_LOG_EVERY_S = 60.0
 DEFAULT_MAX_CONNECTIONS = 100  # per client; ?max_connections= in the URL overrides it
-DEFAULT_SOCKET_TIMEOUT_S = 5.0  # redis-py's own default, made explicit: BLPOP must stay below it
+DEFAULT_SOCKET_TIMEOUT_S = 5.0  # redis-py's own default, made explicit; each BLPOP stays below it
 
 
 # --- the URL ------------------------------------------------------------------------
@@ -193,7 +193,7 @@ class RedisConnection:
         self._users = 0
         self._spare: Any = None  # a pooled connection held for script calls (see run())
         self._lock = asyncio.Lock()
-        self.max_block_s = 4.0  # longest single BLPOP; set below the socket timeout at open()
+        self.max_block_s = 4.0  # longest single BLPOP; set from the socket timeout at open()
 
     @property
     def client(self) -> Redis:
@@ -245,7 +245,8 @@ class RedisConnection:
             client = _sentinel_client(target, options)
         socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
         if socket_timeout:
-            # A BLPOP longer than the socket timeout would be cut off as a dead connection.
+            # run() allows a blocked call its wait plus the socket timeout; keeping each wait
+            # below the socket timeout notices a dead server within twice that timeout.
             self.max_block_s = max(0.05, float(socket_timeout) * 0.8)
         return client
 
