@@ -161,10 +161,13 @@ def _sync() -> redis.Redis:
 def _sync_http_client() -> Any:
     pid = os.getpid()
     if http_client_name() == "httpx":
-        with _sync_lock:
-            if pid not in _sync_http:
-                _sync_http[pid] = http_client()
-            return _sync_http[pid]
+        client = _sync_http.get(pid)
+        if client is None:  # the lock only for the first call, as in _sync()
+            with _sync_lock:
+                client = _sync_http.get(pid)
+                if client is None:
+                    client = _sync_http[pid] = http_client()
+        return client
     if getattr(_thread_http, "pid", None) != pid:
         _thread_http.client, _thread_http.pid = http_client(), pid
     return _thread_http.client
