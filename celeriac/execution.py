@@ -60,14 +60,29 @@ async def execute(
         outcome = Outcome("ignore")
     except Reject as exc:
         outcome = Outcome("reject", exc=exc)
-    except asyncio.CancelledError:
-        raise
+    except asyncio.CancelledError as exc:
+        if _is_cancelled_from_outside():
+            raise
+        # The body raised it itself: a failure of that task, not a cancellation by the worker.
+        outcome = Outcome("failure", exc=exc, traceback=traceback.format_exc())
     except Exception as exc:
         outcome = _failure_or_autoretry(task, request, exc)
+    except BaseException as exc:
+        # SystemExit, KeyboardInterrupt and friends from a task body (sys.exit(1) in a
+        # task) end that task as a failure; they must never reach the worker's loop.
+        outcome = Outcome("failure", exc=exc, traceback=traceback.format_exc())
     else:
         outcome = Outcome("success", value=value)
     outcome.runtime_s = time.perf_counter() - started
     return outcome
+
+
+def _is_cancelled_from_outside() -> bool:
+    try:
+        current = asyncio.current_task()
+    except RuntimeError:  # no running loop (eager apply() from sync code runs under asyncio.run)
+        return True
+    return current is None or current.cancelling() > 0
 
 
 def _prerun(task: Task[Any, Any], request: Request) -> None:

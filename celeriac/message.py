@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from .exceptions import SerializationError
-from .serialization import from_wire, loads_pickle, needs_from_wire
+from .serialization import find_unencodable, from_wire, loads_pickle, needs_from_wire, safe_text
 
 ENVELOPE_VERSION = 1
 
@@ -54,15 +54,48 @@ _decoder = msgspec.json.Decoder(Envelope)
 
 
 def encode_envelope(envelope: Envelope) -> bytes:
-    return _encoder.encode(envelope)
+    """Encode a message; a part JSON cannot hold raises ``SerializationError`` naming it."""
+    try:
+        return _encoder.encode(envelope)
+    except (UnicodeEncodeError, TypeError, ValueError, RecursionError) as exc:
+        # Only the failure path walks the message to say which part is at fault.
+        parts: list[tuple[str, Any]] = [("the task id", envelope.id), ("the task name", envelope.task),
+                                        ("the queue name", envelope.queue)]
+        parts += [(f"argument {i} of {envelope.task}", arg) for i, arg in enumerate(envelope.args)]
+        parts += [(f"keyword argument {safe_text(repr(k))} of {envelope.task}", v) for k, v in envelope.kwargs.items()]
+        parts += [(f"the name of keyword argument {i} of {envelope.task}", k) for i, k in enumerate(envelope.kwargs)]
+        parts += [("the headers", envelope.headers),
+                  ("a link", envelope.link), ("a link_error", envelope.link_error),
+                  ("the chord options", envelope.chord), ("the chain", envelope.chain)]
+        for where, value in parts:
+            reason = find_unencodable(value, where)
+            if reason:
+                raise SerializationError(reason) from None
+        raise SerializationError(f"the message for {safe_text(envelope.task)} cannot be encoded: {exc}") from exc
 
 
 def decode_envelope(raw: bytes, accept_content: frozenset[str]) -> Envelope:
-    """Decode a message; raises ``SerializationError`` with the reason if it is unusable."""
+    """Decode a message; raises ``SerializationError`` with the reason if it is unusable.
+
+    Whatever is wrong with the bytes (malformed JSON, wrong types, a bad tagged value,
+    nesting too deep, a pickle that fails to load), the error is a ``SerializationError``:
+    the worker dead-letters that one message and goes on.
+    """
+    try:
+        return _decode_envelope(raw, accept_content)
+    except SerializationError:
+        raise
+    except RecursionError:
+        raise SerializationError("malformed message: nested too deeply to decode") from None
+    except Exception as exc:
+        raise SerializationError(f"malformed message: {safe_text(repr(exc))}") from exc
+
+
+def _decode_envelope(raw: bytes, accept_content: frozenset[str]) -> Envelope:
     try:
         envelope = _decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise SerializationError(f"malformed message: {exc}") from exc
+        raise SerializationError(f"malformed message: {safe_text(str(exc))}") from exc
     if envelope.v > ENVELOPE_VERSION:
         raise SerializationError(
             f"message schema version {envelope.v} is newer than this worker's "
@@ -70,7 +103,7 @@ def decode_envelope(raw: bytes, accept_content: frozenset[str]) -> Envelope:
         )
     if envelope.serializer not in accept_content:
         raise SerializationError(
-            f"message uses serializer {envelope.serializer!r}, which this worker does not "
+            f"message uses serializer {safe_text(repr(envelope.serializer))}, which this worker does not "
             f"accept (accept_content={sorted(accept_content)})"
         )
     if envelope.serializer == "pickle":

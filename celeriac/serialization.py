@@ -1,28 +1,36 @@
 """Turning task arguments and results into JSON and back.
 
 JSON is the default wire format. Values JSON cannot hold natively (datetimes, UUIDs,
-Decimals, bytes, timedeltas) travel as small tagged objects so they arrive as the same
-type; anything else fails on the producer's side, naming the argument, before a message
-exists. Pickle is possible only when producer and worker both opt in.
+Decimals, bytes, timedeltas, NaN and the infinities) travel as small tagged objects,
+``{"__celeriac__": kind, "v": ...}``, so they arrive as the same type. A user's own dict
+that holds the tag key travels wrapped in a ``"dict"`` tag, so user data is never read as
+a tag. Anything else (an unknown type, a string with a lone surrogate, nesting deeper than
+``MAX_DEPTH``) fails on the producer's side, naming the argument, before a message exists.
+Pickle is possible only when producer and worker both opt in.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import decimal
+import math
 import pickle
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
-
 from .exceptions import SerializationError
 
 TAG = "__celeriac__"
 _TAG_BYTES = TAG.encode()
-_PLAIN = (str, int, float, bool, type(None))
+_PLAIN = (str, int, bool, type(None))
+# Deeper values are refused at the producer. The bound keeps every process's recursive
+# encoders and decoders (ours and msgspec's) far from Python's recursion limit, so a
+# message that was accepted can always be decoded by the worker.
+MAX_DEPTH = 200
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 _ENCODERS: dict[type, tuple[str, Callable[[Any], Any]]] = {
     dt.datetime: ("datetime", lambda v: v.isoformat()),
@@ -40,17 +48,24 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "timedelta": lambda v: dt.timedelta(seconds=v),
     "uuid": uuid.UUID,
     "decimal": decimal.Decimal,
-    "bytes": base64.b64decode,
+    "bytes": lambda v: base64.b64decode(v, validate=True),
+    "float": lambda v: _NON_FINITE[v],
 }
+# What a decoder may raise on a malformed tagged value.
+_DECODE_ERRORS = (ValueError, TypeError, KeyError, OverflowError, binascii.Error, decimal.InvalidOperation)
 
 
-def to_wire(value: Any, where: str = "value") -> Any:
+def to_wire(value: Any, where: str = "value", depth: int = 0) -> Any:
     """Return ``value`` made of JSON types only; ``where`` names it in the error."""
     kind = type(value)
     if kind in _PLAIN:
         return value
+    if kind is float:
+        return value if math.isfinite(value) else {TAG: "float", "v": repr(value)}
+    if depth >= MAX_DEPTH:
+        raise SerializationError(_too_deep(where))
     if kind is list or kind is tuple:
-        return [to_wire(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return [to_wire(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
     if kind is dict:
         out = {}
         for key, item in value.items():
@@ -59,17 +74,22 @@ def to_wire(value: Any, where: str = "value") -> Any:
                     f"{where} has a key of type {type(key).__name__} ({key!r}); "
                     "JSON object keys must be strings"
                 )
-            out[key] = to_wire(item, f"{where}[{key!r}]")
-        return out
+            out[key] = to_wire(item, f"{where}[{key!r}]", depth + 1)
+        # Wrapped so the worker reads it back as this dict, never as a tagged value.
+        return {TAG: "dict", "v": out} if TAG in out else out
     for base, (tag, encode) in _ENCODERS.items():
         if isinstance(value, base):
             return {TAG: tag, "v": encode(value)}
     if isinstance(value, (list, tuple)):
-        return [to_wire(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return to_wire(list(value), where, depth)
     if isinstance(value, dict):
-        return to_wire(dict(value), where)
-    if isinstance(value, (str, int, float)):  # str/int subclasses such as enums
-        return value.value if hasattr(value, "value") and type(value.value) in _PLAIN else value
+        return to_wire(dict(value), where, depth)
+    if isinstance(value, (str, int, float)):  # subclasses such as enums travel as their plain value
+        if hasattr(value, "value") and type(value.value) in (str, int, float, bool):
+            return to_wire(value.value, where, depth)
+        if isinstance(value, str):
+            return str.__str__(value)  # an exact str, whatever the subclass's __str__ says
+        return to_wire(int.__int__(value) if isinstance(value, int) else float.__float__(value), where, depth)
     raise SerializationError(
         f"{where} is a {kind.__module__}.{kind.__qualname__}, which cannot be sent as JSON; "
         "pass plain data (str, int, float, bool, None, list, dict, datetime, UUID, Decimal, "
@@ -78,19 +98,92 @@ def to_wire(value: Any, where: str = "value") -> Any:
 
 
 def from_wire(value: Any) -> Any:
-    """Undo :func:`to_wire`."""
+    """Undo :func:`to_wire`; a malformed tagged value raises ``SerializationError``."""
+    try:
+        return _from_wire(value)
+    except RecursionError:
+        raise SerializationError("value is nested too deeply to decode") from None
+
+
+def _from_wire(value: Any) -> Any:
     kind = type(value)
     if kind is list:
-        return [from_wire(item) for item in value]
+        return [_from_wire(item) for item in value]
     if kind is dict:
-        tag = value.get(TAG)
-        if tag is not None and len(value) == 2:
-            decode = _DECODERS.get(tag)
-            if decode is None:
-                raise SerializationError(f"unknown tagged value type {tag!r}")
+        if TAG not in value:
+            return {key: _from_wire(item) for key, item in value.items()}
+        tag = value[TAG]
+        if len(value) != 2 or "v" not in value:
+            raise SerializationError(f"malformed tagged value: {_short(value)}")
+        if tag == "dict" and type(value["v"]) is dict:
+            return {key: _from_wire(item) for key, item in value["v"].items()}
+        decode = _DECODERS.get(tag) if type(tag) is str else None
+        if decode is None:
+            raise SerializationError(f"unknown tagged value type {_short(tag)}")
+        try:
             return decode(value["v"])
-        return {key: from_wire(item) for key, item in value.items()}
+        except _DECODE_ERRORS as exc:
+            raise SerializationError(f"tagged {tag} value {_short(value['v'])} cannot be decoded: {exc}") from exc
     return value
+
+
+def _too_deep(where: str) -> str:
+    head, bracket, path = where.partition("[")
+    if len(path) > 40:  # the path of a deep value repeats [0] hundreds of times
+        where = f"{head}{bracket}{path[:40]}..."
+    return f"{where} is nested more than {MAX_DEPTH} levels deep; flatten it or pass a reference"
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = safe_text(repr(value))
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def safe_text(text: str) -> str:
+    """``text`` with lone surrogates escaped, so it can always be written as UTF-8.
+
+    For what only people read (exception messages, tracebacks, dead-letter reasons): a
+    file name from ``os.listdir`` must not stop a result from being stored.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
+
+
+def find_unencodable(value: Any, where: str, depth: int = 0) -> str | None:
+    """Why ``value`` cannot be encoded as JSON, naming the part at fault; None if it can.
+
+    Called only after an encoder failed, to turn its error into one that says where.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            return (f"{where} holds a string that is not valid Unicode ({exc.reason} at position "
+                    f"{exc.start}: {value[exc.start:exc.end]!a}), so it cannot be sent as UTF-8 JSON. Such "
+                    "strings usually come from os.listdir() or sys.argv on a name that is not UTF-8: "
+                    "send it as bytes (os.fsencode(name)) or replace the bad characters first")
+        return None
+    if depth >= MAX_DEPTH:
+        return _too_deep(where)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = find_unencodable(key, f"a key of {where}", depth + 1) or find_unencodable(
+                item, f"{where}[{safe_text(repr(key))}]", depth + 1)
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = find_unencodable(item, f"{where}[{i}]", depth + 1)
+            if found:
+                return found
+    elif not isinstance(value, (int, float, bool, type(None))):
+        return f"{where} is a {type(value).__qualname__}, which cannot be sent as JSON"
+    return None
 
 
 def needs_from_wire(raw: bytes) -> bool:
@@ -105,7 +198,7 @@ def check_args(task_name: str, args: tuple[Any, ...] | list[Any], kwargs: dict[s
     wire_args = [to_wire(a, f"argument {i} of {task_name}") for i, a in enumerate(args)]
     wire_kwargs = {}
     for key, item in kwargs.items():
-        wire_kwargs[key] = to_wire(item, f"keyword argument {key!r} of {task_name}")
+        wire_kwargs[key] = to_wire(item, f"keyword argument {safe_text(repr(key))} of {task_name}")
     return wire_args, wire_kwargs
 
 
@@ -115,15 +208,3 @@ def dumps_pickle(value: Any) -> str:
 
 def loads_pickle(text: str) -> Any:
     return pickle.loads(base64.b64decode(text))
-
-
-json_encoder = msgspec.json.Encoder()
-json_decoder = msgspec.json.Decoder()
-
-
-def dumps_json(value: Any) -> bytes:
-    return json_encoder.encode(value)
-
-
-def loads_json(raw: bytes | str) -> Any:
-    return json_decoder.decode(raw)

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from ._bridge import run_sync
 from .context import Request, current_request
-from .exceptions import ConfigurationError, Retry
+from .exceptions import ConfigurationError, Retry, SerializationError
 from .execution import check_can_retry, execute
-from .message import FAILURE, RETRY, SUCCESS, ResultRecord, now_ms
+from .message import FAILURE, RETRY, SUCCESS, ResultRecord, encode_record, now_ms
 from .result import EagerResult
-from .serialization import to_wire
+from .serialization import find_unencodable, safe_text, to_wire
 
 if TYPE_CHECKING:
     from .app import Celery
@@ -331,13 +331,33 @@ def outcome_record(
     task_id: str, state: str, *, name: str, value: Any = None, exc: BaseException | None = None,
     tb: str | None = None, retries: int = 0, token: int = 0, **fields: Any,
 ) -> ResultRecord:
-    """A result record for a task's outcome; the worker and ``apply()`` both build them here."""
+    """A result record for a task's outcome; the worker and ``apply()`` both build them here.
+
+    The record is known to encode: a return value JSON cannot hold raises
+    ``SerializationError`` naming the part at fault (the worker stores a FAILURE saying
+    so), and exception text is escaped where it is not valid Unicode, so a result write
+    can never fail on its content.
+    """
     record = ResultRecord(task_id=task_id, state=state, name=name, retries=retries,
                           fencing_token=token, date_done_ms=now_ms(), **fields)
     if state == SUCCESS:
-        record.result = to_wire(value, f"the return value of {name}")
+        where = f"the return value of {name}"
+        record.result = to_wire(value, where)
+        try:
+            encode_record(record)
+        except (UnicodeEncodeError, TypeError, ValueError, RecursionError) as encode_error:
+            reason = find_unencodable(value, where) or f"{where} cannot be encoded: {encode_error}"
+            raise SerializationError(reason) from None
     elif state in (FAILURE, RETRY) or exc is not None:
         record.exc_type = _type_path(exc)
-        record.exc_message = str(exc) if exc is not None else None
-        record.traceback = tb
+        record.exc_message = exception_text(exc) if exc is not None else None
+        record.traceback = safe_text(tb) if tb else tb
     return record
+
+
+def exception_text(exc: BaseException) -> str:
+    """``str(exc)``, safe to store whatever the exception's ``__str__`` does."""
+    try:
+        return safe_text(str(exc))
+    except Exception as again:
+        return f"<{type(exc).__qualname__}: its message could not be read: {again!r}>"
