@@ -69,7 +69,10 @@ def worker_command(ctx: click.Context, /, **options: Any) -> None:
         # Threads of tasks cut off at shutdown cannot be stopped; their leases are
         # released already, so leave without waiting for them.
         sys.stdout.flush()
-        os._exit(0)
+        sys.stderr.flush()
+        os._exit(worker.exit_code)
+    if worker.exit_code:
+        sys.exit(worker.exit_code)
 
 
 def run_loop(coro: Any) -> None:

@@ -3,7 +3,9 @@
 Tasks that finish while a flush is in flight wait for the next one, so under load one
 broker round trip acknowledges many tasks, and an idle worker flushes at once. Leases
 stay held (and renewed) until their ack is written; a flush that fails keeps its items
-for the next attempt, so nothing is dropped while the broker is away.
+for the next attempt, so nothing is dropped while the broker is away. A record that
+cannot be encoded is never retried: it would hold every later ack behind it forever, so
+it is replaced by a FAILURE that says why, and the batch goes on.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import logging
 
 from ..backends.base import ResultStore
 from ..brokers.base import Broker
-from ..message import Delivery, ResultRecord
+from ..message import FAILURE, Delivery, ResultRecord, encode_record
+from ..serialization import safe_text
 from .lease import LeaseKeeper
 
 logger = logging.getLogger("celeriac.worker")
@@ -37,8 +40,12 @@ class CompletionBuffer:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    def start(self) -> asyncio.Task[None]:
         self._task = asyncio.create_task(self._run(), name="celeriac-flusher")
+        return self._task
+
+    def describe_pending(self) -> str:
+        return f"{len(self._acks)} acks and {len(self._ack_results) + len(self._results)} results"
 
     def ack(self, delivery: Delivery, record: ResultRecord | None) -> None:
         self._acks.append(delivery)
@@ -60,7 +67,10 @@ class CompletionBuffer:
         self._wanted.set()
 
     async def drain(self) -> None:
-        """Wait until everything buffered so far is written (or given up on at stop)."""
+        """Wait until everything buffered so far is written.
+
+        While the broker is away this waits for it; callers that must end bound it.
+        """
         while self._acks or self._results or not self._idle.is_set():
             self._wanted.set()
             await self._idle.wait()
@@ -68,7 +78,7 @@ class CompletionBuffer:
                 await asyncio.sleep(0)
 
     async def stop(self) -> None:
-        await self.drain()
+        """Stop flushing; call ``drain()`` first (bounded) for what is buffered."""
         if self._events:
             events, self._events = self._events, []
             try:
@@ -90,6 +100,13 @@ class CompletionBuffer:
             try:
                 await self._write(acks, ack_results, results)
             except Exception as exc:
+                checked_ack_results, checked_results = _encodable(ack_results), _encodable(results)
+                if checked_ack_results is not ack_results or checked_results is not results:
+                    # A record at fault, not the broker: write the batch again at once without it.
+                    self._acks[:0], self._ack_results[:0] = acks, checked_ack_results
+                    self._results[:0] = checked_results
+                    self._wanted.set()
+                    continue
                 logger.warning("could not write %d acks and %d results (%s); retrying in %.1fs",
                                len(acks), len(ack_results) + len(results), exc, RETRY_PAUSE_S)
                 self._acks[:0], self._ack_results[:0], self._results[:0] = acks, ack_results, results
@@ -124,3 +141,28 @@ class CompletionBuffer:
                 "was frozen or cut off), so that worker's run counts and this result is dropped",
                 task_id,
             )
+
+
+def _encodable(records: list[ResultRecord]) -> list[ResultRecord]:
+    """``records`` with any that cannot be encoded replaced by a FAILURE saying why.
+
+    Records are built to encode (``outcome_record`` checks them); this runs only after a
+    write failed, as the last guard that keeps one bad record from blocking every later
+    ack. Returns ``records`` itself when all of them encode.
+    """
+    checked = records
+    for i, record in enumerate(records):
+        try:
+            encode_record(record)
+        except Exception as exc:
+            if checked is records:
+                checked = list(records)
+            reason = f"the result of this task could not be stored: {safe_text(repr(exc))}"
+            logger.error("task %s: %s", safe_text(record.task_id), reason)
+            checked[i] = ResultRecord(
+                task_id=safe_text(record.task_id), state=FAILURE,
+                exc_type="celeriac.exceptions.SerializationError", exc_message=reason,
+                date_done_ms=record.date_done_ms, name=record.name and safe_text(record.name),
+                retries=record.retries, fencing_token=record.fencing_token,
+            )
+    return checked

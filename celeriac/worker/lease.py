@@ -27,7 +27,9 @@ class LeaseKeeper:
         on_lost: Callable[[list[str], str], None],
         on_revoked: Callable[[dict[str, bool]], None] | None = None,
         heartbeat: Callable[[], bytes] | None = None, heartbeat_s: float = 2.0,
+        on_crash: Callable[[BaseException], None] | None = None,
     ) -> None:
+        self.on_crash = on_crash  # called from the keeper's thread if it ends by an error
         self.heartbeat = heartbeat
         self.heartbeat_s = heartbeat_s
         self.broker_factory = broker_factory
@@ -63,7 +65,14 @@ class LeaseKeeper:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        asyncio.run(self._keep())
+        try:
+            asyncio.run(self._keep())
+        except BaseException as exc:
+            # Without renewals every held task would run again elsewhere while this worker
+            # goes on running it: the worker must stop rather than carry on unprotected.
+            logger.critical("the lease keeper failed", exc_info=exc)
+            if self.on_crash is not None:
+                self.on_crash(exc)
 
     async def _keep(self) -> None:
         broker = self.broker_factory()
@@ -73,7 +82,7 @@ class LeaseKeeper:
         failing_since: float | None = None
         next_renewal = time.monotonic() + interval_s
         try:
-            await broker.connect()
+            await self._connect(broker, interval_s)
             while not self._stop.wait(tick_s):
                 if self.heartbeat is not None:
                     try:
@@ -110,3 +119,14 @@ class LeaseKeeper:
                     self.on_revoked(revoked)
         finally:
             await broker.close()
+
+    async def _connect(self, broker: Broker, retry_s: float) -> None:
+        """Connect, retrying while the broker is away (the worker's own loop retries too)."""
+        while True:
+            try:
+                await broker.connect()
+                return
+            except Exception as exc:
+                logger.warning("lease keeper cannot reach the broker (%s); retrying in %.1fs", exc, retry_s)
+                if self._stop.wait(retry_s):
+                    return

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +50,7 @@ from ..message import (
     encode_envelope,
     now_ms,
 )
-from ..serialization import check_args, dumps_pickle
+from ..serialization import check_args, dumps_pickle, safe_text
 from ..task import Task, outcome_record
 from .completion import CompletionBuffer
 from .followups import FollowUps
@@ -63,6 +63,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("celeriac.worker")
 
 IDLE_RESERVE_TIMEOUT_S = 1.0
+# A warm shutdown waits this long, after running tasks end, for the last acks and
+# results to be written (and as long again for the rest of its clean-up), so it ends
+# within its timeout plus a few seconds even when the broker is gone.
+SHUTDOWN_FLUSH_TIMEOUT_S = 5.0
+EXIT_SOFTWARE = 70  # sysexits.h EX_SOFTWARE: a part of the worker failed
 OUTCOME_EVENTS = {"success": TASK_SUCCEEDED, "failure": TASK_FAILED, "retry": TASK_RETRIED,
                   "ignore": TASK_SUCCEEDED, "reject": TASK_REJECTED}
 BROKER_RETRY_MAX_S = 10.0
@@ -122,6 +127,8 @@ class Worker:
         self.abandoned_threads = False
         self.ready = threading.Event()  # set once the worker is reserving
         self.tasks_done = 0
+        self.exit_code = 0  # non-zero once a part of the worker failed and stopped it
+        self._cleanup_deadline = 0.0  # loop time by which shutdown's clean-up steps give up
 
     # --- entry ----------------------------------------------------------------------
 
@@ -134,12 +141,13 @@ class Worker:
             lambda: self.app.new_clients().broker, self.lease_s,
             on_lost=lambda ids, why: _call_soon(loop, self._on_leases_lost, ids, why),
             on_revoked=lambda found: _call_soon(loop, self._on_revoked, found),
+            on_crash=lambda exc: _call_soon(loop, self._part_failed, "the lease keeper", exc),
             heartbeat=self._heartbeat if self.sends_events else None, heartbeat_s=self.heartbeat_s,
         )
         self.keeper.start()
         self.completion = CompletionBuffer(self.broker, self.store, self.keeper)
         self.followups = FollowUps(self.app, self.store)
-        self.completion.start()
+        self._supervise(self.completion.start(), "the ack and result flusher")
         # The ready line is a banner, printed whatever the log level (as Celery's is):
         # scripts and tests wait for it.
         print(
@@ -151,7 +159,8 @@ class Worker:
             await self.broker.emit_events([self._worker_event(WORKER_ONLINE)])
         signals.worker_ready.send(sender=self)
         self.ready.set()
-        fetcher = asyncio.create_task(self._fetch_loop(), name="celeriac-fetcher")
+        fetcher = self._supervise(asyncio.create_task(self._fetch_loop(), name="celeriac-fetcher"),
+                                  "the fetch loop")
         try:
             await self._stop_requested.wait()
         finally:
@@ -161,6 +170,36 @@ class Worker:
         """Ask for a warm shutdown (what SIGTERM does)."""
         self._stop_requested.set()
         self._slot_free.set()
+
+    # --- supervision ----------------------------------------------------------------
+
+    def _supervise(self, part: asyncio.Task[None], what: str) -> asyncio.Task[None]:
+        """Stop the worker, with a non-zero exit, if ``part`` ends while it should run.
+
+        A worker whose fetch loop died would otherwise stay alive, answer pings and hold
+        its leases while never taking another task.
+        """
+        def ended(done: asyncio.Task[None]) -> None:
+            if done.cancelled():
+                if not self._stop_requested.is_set():
+                    self._part_failed(what, None)
+                return
+            exc = done.exception()
+            if exc is not None or not self._stop_requested.is_set():
+                self._part_failed(what, exc)
+
+        part.add_done_callback(ended)
+        return part
+
+    def _part_failed(self, what: str, exc: BaseException | None) -> None:
+        if exc is None:
+            logger.critical("%s stopped unexpectedly; stopping the worker (exit code %d) so that its "
+                            "supervisor restarts it", what, EXIT_SOFTWARE)
+        else:
+            logger.critical("%s failed; stopping the worker (exit code %d) so that its supervisor "
+                            "restarts it", what, EXIT_SOFTWARE, exc_info=exc)
+        self.exit_code = EXIT_SOFTWARE
+        self.stop()
 
     def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self.handle_signals or threading.current_thread() is not threading.main_thread():
@@ -207,6 +246,8 @@ class Worker:
                     return
                 try:
                     deliveries = reserving.result()
+                    is_drained = (not deliveries and self.until_empty and not self._running
+                                  and not await self._has_waiting())
                 except Exception as exc:
                     failures += 1
                     pause = min(BROKER_RETRY_MAX_S, 0.1 * 2**failures)
@@ -219,8 +260,8 @@ class Worker:
                     logger.warning("broker reachable again after %d failed attempts", failures)
                     failures = 0
                 if deliveries:
-                    await self._dispatch(deliveries)
-                elif self.until_empty and not self._running and not await self._has_waiting():
+                    await self._dispatch(deliveries)  # never raises: each message fails alone
+                elif is_drained:
                     await self.completion.drain()
                     self.stop()
         finally:
@@ -240,6 +281,24 @@ class Worker:
             await self.broker.release(deliveries)
 
     async def _dispatch(self, deliveries: list[Delivery]) -> None:
+        revoked = await self._revoked_among(deliveries)
+        now = now_ms()
+        for delivery in deliveries:
+            try:
+                envelope, task = self._decode(delivery)
+            except Exception as exc:
+                # Whatever is wrong with one message, it alone goes to the dead-letter
+                # queue and the worker takes the next.
+                await self._reject_undecodable(delivery, exc)
+                continue
+            try:
+                await self._start(delivery, envelope, task, revoked, now)
+            except Exception as exc:
+                logger.exception("could not start task %s[%s]; handing it back to its queue",
+                                 envelope.task, envelope.id)
+                await self._hand_back(delivery, exc)
+
+    async def _revoked_among(self, deliveries: list[Delivery]) -> dict[str, bool]:
         try:
             unchecked = [d.task_id for d in deliveries if d.is_revoked is None]
             revoked = {d.task_id: False for d in deliveries if d.is_revoked}
@@ -249,28 +308,55 @@ class Worker:
             # The broker went away after handing these out. Run them: their acks and
             # results wait in the completion buffer until it is back.
             logger.warning("could not read revoked ids (%s); running %d tasks unchecked", exc, len(deliveries))
-            revoked = {}
-        now = now_ms()
-        for delivery in deliveries:
-            try:
-                envelope = decode_envelope(delivery.body, self.accept_content)
-                task = self.app.get_task(envelope.task)
-            except (SerializationError, NotRegistered) as exc:
-                logger.error("message %s sent to the dead-letter queue: %s", delivery.task_id, exc)
-                await self._dead_letter(delivery, str(exc))
-                continue
-            if delivery.task_id in revoked:
-                self._finish_unrun(delivery, envelope, "revoked before it started")
-                continue
-            if envelope.expires_ms is not None and envelope.expires_ms < now:
-                self._finish_unrun(delivery, envelope, "expired before it started")
-                continue
-            if await self._over_rate_limit(delivery, task):
-                continue
-            self.keeper.hold(delivery)
-            if not task.is_async:
-                self._sync_running.add(delivery.task_id)
-            self._running[delivery.task_id] = asyncio.create_task(self._run(delivery, envelope, task))
+            return {}
+        return revoked
+
+    def _decode(self, delivery: Delivery) -> tuple[Envelope, Task[Any, Any]]:
+        envelope = decode_envelope(delivery.body, self.accept_content)
+        if envelope.id != delivery.task_id:
+            raise SerializationError(
+                f"the message names task id {safe_text(repr(envelope.id))} but was stored as "
+                f"{safe_text(repr(delivery.task_id))}"
+            )
+        return envelope, self.app.get_task(envelope.task)
+
+    async def _reject_undecodable(self, delivery: Delivery, exc: Exception) -> None:
+        if isinstance(exc, (SerializationError, NotRegistered)):
+            reason = safe_text(str(exc) if not isinstance(exc, NotRegistered) else exc.args[0])
+            logger.error("message %s sent to the dead-letter queue: %s", safe_text(delivery.task_id), reason)
+        else:
+            reason = f"the worker could not read this message: {safe_text(repr(exc))}"
+            logger.exception("message %s sent to the dead-letter queue: %s", safe_text(delivery.task_id), reason)
+        try:
+            await self._dead_letter(delivery, reason)
+        except Exception as again:
+            logger.error("could not dead-letter %s (%s); its lease will run out, and after "
+                         "max_deliveries it is dead-lettered by the broker", safe_text(delivery.task_id), again)
+
+    async def _hand_back(self, delivery: Delivery, exc: Exception) -> None:
+        self.keeper.drop(delivery.task_id)
+        self._running.pop(delivery.task_id, None)
+        self._sync_running.discard(delivery.task_id)
+        try:
+            await self.broker.release([delivery])
+        except Exception as again:
+            logger.error("could not hand %s back either (%s); it comes back when its lease runs out",
+                         safe_text(delivery.task_id), again)
+
+    async def _start(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any],
+                     revoked: dict[str, bool], now: int) -> None:
+        if delivery.task_id in revoked:
+            self._finish_unrun(delivery, envelope, "revoked before it started")
+            return
+        if envelope.expires_ms is not None and envelope.expires_ms < now:
+            self._finish_unrun(delivery, envelope, "expired before it started")
+            return
+        if await self._over_rate_limit(delivery, task):
+            return
+        self.keeper.hold(delivery)
+        if not task.is_async:
+            self._sync_running.add(delivery.task_id)
+        self._running[delivery.task_id] = asyncio.create_task(self._run(delivery, envelope, task))
 
     async def _over_rate_limit(self, delivery: Delivery, task: Task[Any, Any]) -> bool:
         per_second = parse_rate(task.rate_limit or self.app.conf.task_default_rate_limit)
@@ -310,10 +396,10 @@ class Worker:
         )
 
     async def _run(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any]) -> None:
-        request = self._request(delivery, envelope)
         started_ts = time.time()
         stores_result = not (envelope.ignore_result or task.ignore_result)
         try:
+            request = self._request(delivery, envelope)
             if stores_result and (task.track_started or (task.track_started is None and self.track_started)):
                 self.completion.record(self._record(delivery, envelope, STARTED))
             outcome = await execute(
@@ -324,24 +410,27 @@ class Worker:
         except asyncio.CancelledError:
             self._on_cancelled(delivery, envelope)
             return
+        except Exception as exc:  # the worker's own code around the body (execute() never raises)
+            await self._finish_failed(delivery, envelope, exc)
+            return
         finally:
             self._running.pop(delivery.task_id, None)
             self._sync_running.discard(delivery.task_id)
             self._slot_free.set()
         self.tasks_done += 1
-        _outcome_signal(task, envelope, outcome)
         try:
+            _outcome_signal(task, envelope, outcome)
             await self._finish(delivery, envelope, task, request, outcome, stores_result)
+            if self.sends_events:
+                self.completion.event(task_event(
+                    OUTCOME_EVENTS[outcome.kind], self.hostname, envelope.id, envelope.task,
+                    queue=envelope.queue, started_ts=started_ts, runtime_s=outcome.runtime_s,
+                    retries=envelope.retries,
+                    exception=_short(outcome.exc, 500) if outcome.exc is not None else None,
+                    result=_short(outcome.value, 100) if outcome.kind == "success" else None,
+                ))
         except Exception as exc:
             await self._finish_failed(delivery, envelope, exc)
-            return
-        if self.sends_events:
-            self.completion.event(task_event(
-                OUTCOME_EVENTS[outcome.kind], self.hostname, envelope.id, envelope.task,
-                queue=envelope.queue, started_ts=started_ts, runtime_s=outcome.runtime_s,
-                retries=envelope.retries, exception=repr(outcome.exc) if outcome.exc is not None else None,
-                result=_short(outcome.value, 100) if outcome.kind == "success" else None,
-            ))
 
     def _run_in_thread(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
         return asyncio.get_running_loop().run_in_executor(self._threads, fn)
@@ -374,7 +463,7 @@ class Worker:
                 await self.followups.chord_member_done(envelope, record)
             self._acknowledge(delivery, envelope, record)
         elif kind == "failure":
-            logger.error("%s raised unexpected: %r\n%s", label, outcome.exc, outcome.traceback or "")
+            logger.error("%s raised unexpected: %s\n%s", label, _short(outcome.exc, 1000), outcome.traceback or "")
             record = self._record(delivery, envelope, FAILURE, exc=outcome.exc, tb=outcome.traceback)
             await self.followups.on_failure(envelope, request, outcome.exc, outcome.traceback)
             if envelope.chord:
@@ -397,8 +486,8 @@ class Worker:
         The task must not sit under a lease renewed forever: dead-letter it with the
         reason, or, if even that fails, let its lease run out so another worker takes it.
         """
-        reason = f"the worker could not finish this task: {exc!r}"
-        logger.exception("Task %s[%s]: %s", envelope.task, envelope.id, reason)
+        reason = f"the worker could not finish this task: {safe_text(repr(exc))}"
+        logger.error("Task %s[%s]: %s", envelope.task, envelope.id, reason, exc_info=exc)
         self.keeper.drop(delivery.task_id)
         try:
             await self._dead_letter(delivery, reason)
@@ -408,6 +497,7 @@ class Worker:
 
     async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Move a message to the dead-letter queue and record FAILURE, so get() does not hang."""
+        reason = safe_text(reason)
         if await self.broker.dead_letter(delivery, reason) and self.store is not None:
             await self.store.store([lost_record(delivery.task_id, reason, delivery.fencing_token)])
 
@@ -485,42 +575,68 @@ class Worker:
     # --- shutdown -------------------------------------------------------------------
 
     async def _shutdown(self, fetcher: asyncio.Task[None]) -> None:
-        await fetcher
+        # Each step is bounded, so a warm shutdown ends within its timeout plus a few
+        # seconds whatever the broker does; a second signal (self._force) cuts it short.
+        self._cleanup_deadline = asyncio.get_running_loop().time() + SHUTDOWN_FLUSH_TIMEOUT_S
+        await self._bounded(asyncio.wait({fetcher}), "stop reserving")
         if self._running and not self._force.is_set():
             logger.info("waiting up to %.0fs for %d running tasks", self.shutdown_timeout_s, len(self._running))
-            forced = asyncio.create_task(self._force.wait())
-            all_done = asyncio.create_task(asyncio.wait(list(self._running.values())))
-            await asyncio.wait({all_done, forced}, timeout=self.shutdown_timeout_s,
-                               return_when=asyncio.FIRST_COMPLETED)
-            forced.cancel()
-            all_done.cancel()
+            await self._unless_forced(asyncio.wait(list(self._running.values())), self.shutdown_timeout_s)
         leftovers = dict(self._running)
         for task_id, running in leftovers.items():
             self._cancel_reasons[task_id] = "shutdown"
             running.cancel()
         if leftovers:
             await asyncio.wait(leftovers.values(), timeout=1.0)
-        await self.completion.stop()
+        # Not cut short by a second signal: an ack not written makes a finished task run again.
+        if not await self._unless_forced(self.completion.drain(), SHUTDOWN_FLUSH_TIMEOUT_S, forcible=False):
+            logger.error("could not write %s within %.0fs; those tasks are handed back and run again",
+                         self.completion.describe_pending(), SHUTDOWN_FLUSH_TIMEOUT_S)
+        # The rest of the clean-up shares one more such budget.
+        self._cleanup_deadline = asyncio.get_running_loop().time() + SHUTDOWN_FLUSH_TIMEOUT_S
+        await self._bounded(self.completion.stop(), "stop the flusher")
         unfinished = self.keeper.held()
         if unfinished:
-            ids = ", ".join(d.task_id for d in unfinished)
-            logger.warning("released %d tasks still running at shutdown; they will run again: %s",
-                           len(unfinished), ids)
-            try:
-                await self.broker.release(unfinished)
-            except Exception as exc:
-                logger.error("could not release leases (%s); they come back when they run out", exc)
+            cut_off = [d.task_id for d in unfinished if d.task_id in leftovers]
+            unacked = [d.task_id for d in unfinished if d.task_id not in leftovers]
+            if cut_off:
+                logger.warning("released %d tasks still running at shutdown; they will run again: %s",
+                               len(cut_off), safe_text(", ".join(cut_off)))
+            if unacked:
+                logger.warning("released %d finished tasks whose acks could not be written; they will run "
+                               "again: %s", len(unacked), safe_text(", ".join(unacked)))
+            await self._bounded(self.broker.release(unfinished), "release leases",
+                                "they come back when they run out")
             self.abandoned_threads = True  # a sync task's thread cannot be stopped
         self.keeper.stop()
         if self.sends_events:
-            try:
-                await self.broker.emit_events([self._worker_event(WORKER_OFFLINE)])
-            except Exception as exc:
-                logger.debug("could not send worker-offline: %s", exc)
+            await self._bounded(self.broker.emit_events([self._worker_event(WORKER_OFFLINE)]),
+                                "send worker-offline")
         self._threads.shutdown(wait=False, cancel_futures=True)
         signals.worker_shutdown.send(sender=self)
-        await self.app.close()
+        await self._bounded(self.app.close(), "close connections")
         logger.info("%s stopped after %d tasks", self.hostname, self.tasks_done)
+
+    async def _unless_forced(self, step: Coroutine[Any, Any, Any], timeout_s: float,
+                             forcible: bool = True) -> bool:
+        """Run ``step`` until it ends, ``timeout_s`` passes or a second signal comes; True if it ended."""
+        doing = asyncio.ensure_future(step)
+        forced = asyncio.ensure_future(self._force.wait() if forcible else asyncio.Event().wait())
+        await asyncio.wait({doing, forced}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        forced.cancel()
+        if not doing.done():
+            doing.cancel()
+            return False
+        return not doing.cancelled() and doing.exception() is None
+
+    async def _bounded(self, step: Awaitable[Any], what: str, consequence: str = "") -> None:
+        """Run one clean-up step within what is left of the shutdown's clean-up budget."""
+        left_s = self._cleanup_deadline - asyncio.get_running_loop().time()
+        try:
+            await asyncio.wait_for(step, max(0.1, left_s))
+        except Exception as exc:
+            logger.error("could not %s at shutdown (%s)%s", what, safe_text(repr(exc)),
+                         f"; {consequence}" if consequence else "")
 
 
 def _outcome_signal(task: Task[Any, Any], envelope: Envelope, outcome: Outcome) -> None:
@@ -547,7 +663,10 @@ def _iso(ms: int | None) -> str | None:
 
 
 def _short(value: Any, limit: int = 200) -> str:
-    text = repr(value)
+    try:
+        text = safe_text(repr(value))
+    except Exception as exc:  # a user __repr__ that raises must not fail the task's ending
+        text = f"<{type(value).__qualname__}: repr() raised {exc!r}>"
     return text if len(text) <= limit else text[:limit] + "..."
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from typing import Any
 
@@ -60,3 +61,28 @@ def collect(self: Any, results: list[int]) -> list[int]:
     note("start", self.request)
     note("end", self.request)
     return results
+
+
+@app.task
+def echo(*args: Any, **kwargs: Any) -> list[Any]:
+    return [list(args), kwargs]
+
+
+@app.task
+def exits(code: int) -> None:
+    sys.exit(code)  # a task body that ends its process's interpreter if nothing stops it
+
+
+@app.task
+async def interrupted() -> None:
+    raise KeyboardInterrupt
+
+
+@app.task
+def undecodable_name() -> str:
+    return "report-\udcff.pdf"  # what os.listdir returns for a name that is not UTF-8
+
+
+@app.task
+async def undecodable_error() -> None:
+    raise FileNotFoundError("no such file: report-\udcff.pdf")
