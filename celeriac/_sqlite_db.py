@@ -3,17 +3,27 @@
 sqlite3 blocks, so each connection lives on a dedicated thread and whole transactions
 (several statements) run there in one hop; a per-statement async wrapper would pay a
 thread hop per statement. WAL lets many processes on one host read while one writes.
+
+Housekeeping: every process that uses the file runs a pass about once a minute, just
+before one of its calls (so nothing runs in the background and a cancelled caller
+cancels it cleanly): expired results, group members, saved groups, unique ids and
+revoked ids are deleted in short batches, each its own transaction, so the write lock is
+never held for long; then the WAL is checkpointed and truncated, so it shrinks back
+after a burst (``journal_size_limit`` caps it too whenever a checkpoint completes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import random
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from importlib import resources
 from typing import TypeVar
 from urllib.parse import urlparse
@@ -23,6 +33,24 @@ from .exceptions import BrokerUnavailable, ConfigurationError
 from .message import READY_STATES, ResultRecord, encode_record
 
 T = TypeVar("T")
+
+logger = logging.getLogger("celeriac.sqlite")
+
+HOUSEKEEPING_EVERY_MS = 60_000
+PURGE_BATCH = 500  # rows per table per transaction: the write lock is held a few ms at most
+MAX_PURGE_BATCHES = 40  # per pass; whatever is left waits for the next pass
+CHECKPOINT_BUSY_MS = 50  # a truncating checkpoint gives up this soon when readers are busy
+JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
+BUSY_TIMEOUT_MS = 30_000
+
+# What expires, and how its rows are named for a batched delete: (table, key, expired).
+_EXPIRING = [
+    ("celeriac_results", "rowid", "expires_at_ms < ?"),
+    ("celeriac_group_members", "group_id, member_id", "expires_at_ms < ?"),
+    ("celeriac_groups", "rowid", "expires_at_ms < ?"),
+    ("celeriac_unique_ids", "task_id", "remembered_until_ms <= ?"),
+    ("celeriac_revoked", "task_id", "expires_at_ms < ?"),
+]
 
 _notifiers: dict[str, Notifier] = {}
 _notifiers_lock = threading.Lock()
@@ -58,7 +86,12 @@ class SQLiteDatabase:
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._open_lock = asyncio.Lock()
-        self._last_purge_ms = 0
+        self.clock_ms: Callable[[], int] = now_ms  # housekeeping's clock; tests move it on
+        self.housekeeping_every_ms = HOUSEKEEPING_EVERY_MS
+        # The first pass comes within an interval of opening, at a random point so that
+        # processes started together do not all run theirs at the same moment.
+        self._next_housekeeping_ms = now_ms() + int(HOUSEKEEPING_EVERY_MS * random.uniform(0.1, 1.0))
+        self._housekeeping = False
 
     async def open(self) -> None:
         async with self._open_lock:
@@ -74,11 +107,13 @@ class SQLiteDatabase:
                 os.makedirs(directory, exist_ok=True)
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
             conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            _upgrade_tables(conn)
             schema = resources.files("celeriac.brokers").joinpath("sqlite_sql/schema.sql").read_text()
             conn.executescript(schema)
-            _add_missing_columns(conn)
+            _move_old_dead_letters(conn)
         except (sqlite3.Error, OSError) as exc:
             raise BrokerUnavailable(
                 f"cannot open the SQLite database at {self.path}: {exc}; check that the "
@@ -88,21 +123,46 @@ class SQLiteDatabase:
         return conn
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(connection)`` on the connection's thread."""
+        """Run ``fn(connection)`` on the connection's thread (after a housekeeping pass when one is due)."""
         if self._conn is None:
             await self.open()
+        if not self._housekeeping and self.clock_ms() >= self._next_housekeeping_ms:
+            await self._housekeep_when_due()
+        return await self._call(fn)
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn, executor = self._conn, self._executor
         assert conn is not None and executor is not None
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(executor, fn, conn)
 
-    def purge_expired(self, conn: sqlite3.Connection) -> None:
-        """Delete expired results and groups, at most once a minute (inside a write transaction)."""
-        now = now_ms()
-        if now - self._last_purge_ms > 60_000:
-            self._last_purge_ms = now
-            conn.execute("DELETE FROM celeriac_results WHERE expires_at_ms < ?", (now,))
-            conn.execute("DELETE FROM celeriac_groups WHERE expires_at_ms < ?", (now,))
+    async def _housekeep_when_due(self) -> None:
+        self._next_housekeeping_ms = self.clock_ms() + self.housekeeping_every_ms
+        try:
+            await self.housekeep()
+        except sqlite3.Error as exc:  # the caller's own work must not fail for it; the next pass retries
+            logger.warning("SQLite housekeeping on %s failed (the next pass retries): %s", self.path, exc)
+
+    async def housekeep(self) -> int:
+        """One housekeeping pass: delete expired rows in short batches, then truncate the WAL.
+
+        Returns how many rows were deleted. Each batch is its own transaction, so other
+        calls (of this process and of others) run in between.
+        """
+        if self._conn is None:
+            await self.open()
+        self._housekeeping = True
+        try:
+            deleted = 0
+            for _ in range(MAX_PURGE_BATCHES):
+                count, more = await self._call(partial(_purge_batch_in_transaction, now=self.clock_ms()))
+                deleted += count
+                if not more:
+                    break
+            await self._call(_truncate_wal)
+            return deleted
+        finally:
+            self._housekeeping = False
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -114,20 +174,100 @@ class SQLiteDatabase:
             executor.shutdown(wait=False)
 
 
+def _purge_batch_in_transaction(conn: sqlite3.Connection, now: int) -> tuple[int, bool]:
+    return transaction(conn, lambda c: _purge_batch(c, now))
+
+
+def _purge_batch(conn: sqlite3.Connection, now: int) -> tuple[int, bool]:
+    """Delete up to PURGE_BATCH expired rows of each table; return (deleted, whether more are left)."""
+    deleted, more = 0, False
+    for table, key, expired in _EXPIRING:
+        count = conn.execute(
+            f"DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {expired} LIMIT ?)",
+            (now, PURGE_BATCH),
+        ).rowcount
+        deleted += count
+        more = more or count >= PURGE_BATCH
+    return deleted, more
+
+
+def _truncate_wal(conn: sqlite3.Connection) -> bool:
+    """Checkpoint and truncate the WAL; give up at once (False) while other processes hold it."""
+    conn.execute(f"PRAGMA busy_timeout={CHECKPOINT_BUSY_MS}")
+    try:
+        busy = int(conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
+    except sqlite3.OperationalError:  # locked: the next pass tries again
+        busy = 1
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    return busy == 0
+
+
 # Columns added after a table first shipped: (table, column, definition).
 _LATER_COLUMNS = [
     ("celeriac_messages", "expired_count", "INTEGER NOT NULL DEFAULT 0"),
     ("celeriac_dead_letters", "delivery_count", "INTEGER NOT NULL DEFAULT 0"),
     ("celeriac_dead_letters", "priority", "INTEGER NOT NULL DEFAULT 0"),
+    ("celeriac_group_members", "expires_at_ms", "INTEGER"),
 ]
+OLD_DEAD_LETTERS = "celeriac_dead_letters_v1"  # one row per task id: a second dead letter replaced the first
 
 
-def _add_missing_columns(conn: sqlite3.Connection) -> None:
-    """Bring a file made by an earlier development build up to the current schema."""
-    for table, column, definition in _LATER_COLUMNS:
-        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        if column not in columns:
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+def _columns(conn: sqlite3.Connection, table: str) -> dict[str, int]:
+    """A table's columns, each with its place in the primary key (0: not in it); {} if no such table."""
+    return {row[1]: row[5] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _upgrade_tables(conn: sqlite3.Connection) -> None:
+    """Bring tables made by an earlier development build up to the current schema.
+
+    Runs before the schema, whose indexes may name the columns added here. Reads first, so
+    an up-to-date file costs no write lock; the changes are made in one transaction that
+    looks again, so processes opening the file at once do them once.
+    """
+
+    def needed(c: sqlite3.Connection) -> bool:
+        for table, column, _ in _LATER_COLUMNS:
+            columns = _columns(c, table)
+            if columns and column not in columns:
+                return True
+        return _columns(c, "celeriac_dead_letters").get("task_id", 0) > 0
+
+    def apply(c: sqlite3.Connection) -> None:
+        for table, column, definition in _LATER_COLUMNS:
+            columns = _columns(c, table)
+            if columns and column not in columns:
+                c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                if table == "celeriac_group_members":
+                    # Earlier builds kept members forever: each now goes with its result,
+                    # and those whose result is gone already go now.
+                    c.execute("UPDATE celeriac_group_members SET expires_at_ms = (SELECT r.expires_at_ms"
+                              " FROM celeriac_results r WHERE r.task_id = member_id)")
+                    c.execute("DELETE FROM celeriac_group_members"
+                              " WHERE member_id NOT IN (SELECT task_id FROM celeriac_results)")
+        if _columns(c, "celeriac_dead_letters").get("task_id", 0) > 0:
+            # The schema creates the new table; _move_old_dead_letters moves the rows over.
+            c.execute(f"ALTER TABLE celeriac_dead_letters RENAME TO {OLD_DEAD_LETTERS}")
+
+    if needed(conn):
+        transaction(conn, lambda c: apply(c) if needed(c) else None)
+
+
+def _move_old_dead_letters(conn: sqlite3.Connection) -> None:
+    """Copy the dead letters of an earlier build's table into the current one, then drop it."""
+
+    def apply(c: sqlite3.Connection) -> None:
+        if not _columns(c, OLD_DEAD_LETTERS):
+            return
+        c.execute(
+            "INSERT INTO celeriac_dead_letters (task_id, queue, body, reason, failed_at_ms, delivery_count, priority)"
+            " SELECT task_id, queue, body, reason, failed_at_ms, delivery_count, priority"
+            f" FROM {OLD_DEAD_LETTERS} ORDER BY failed_at_ms"
+        )
+        c.execute(f"DROP TABLE {OLD_DEAD_LETTERS}")
+
+    if _columns(conn, OLD_DEAD_LETTERS):
+        transaction(conn, apply)
 
 
 def transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:

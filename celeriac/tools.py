@@ -1,6 +1,8 @@
 """Terminal tools: ``celeriac dlq``, ``purge``, ``queues``, ``call``, ``result``.
 
 Each prints a readable table (rich) or, with ``--json``, one JSON document for scripts.
+Every table cell that holds data from outside (task ids, queue names, reasons, worker
+names) is a ``rich.text.Text``, never markup, so a ``[/x]`` in it is printed as it is.
 """
 
 from __future__ import annotations
@@ -47,36 +49,56 @@ def dlq_list(ctx: click.Context, limit: int, as_json: bool) -> None:
     letters = _run(fetch())
     if as_json:
         click.echo(json.dumps([{"task_id": d.task_id, "queue": d.queue, "reason": d.reason,
-                                "failed_at_ms": d.failed_at_ms,
+                                "failed_at_ms": d.failed_at_ms, "delivery_count": d.delivery_count,
+                                "priority": d.priority,
                                 "body": d.body.decode(errors="replace")} for d in letters]))
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"dead letters ({len(letters)})")
-    for column in ("task id", "queue", "failed at (UTC)", "reason"):
-        table.add_column(column)
+    for column in ("task id", "queue", "failed at (UTC)", "deliveries", "reason"):
+        table.add_column(column, justify="right" if column == "deliveries" else "left")
     for d in letters:
         when = dt.datetime.fromtimestamp(d.failed_at_ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(d.task_id, d.queue, when, d.reason)
+        table.add_row(Text(d.task_id), Text(d.queue), when, str(d.delivery_count), Text(d.reason))
     Console().print(table)
 
 
 @dlq.command("requeue")
 @click.argument("task_ids", nargs=-1)
-@click.option("--all", "everything", is_flag=True, help="Requeue every dead letter.")
+@click.option("--all", "everything", is_flag=True, help="Requeue every task id that has a dead letter.")
 @click.pass_context
 def dlq_requeue(ctx: click.Context, task_ids: tuple[str, ...], everything: bool) -> None:
+    """Put dead letters back on their queue (per task id, its newest one).
+
+    A task id with a message still scheduled, queued or running is skipped and keeps its
+    dead letter; each skipped id is named with the reason, and the exit status is 1.
+    """
     if not task_ids and not everything:
         raise click.UsageError("name task ids to requeue, or pass --all")
+    from .brokers.base import SKIPPED_NOT_FOUND, SKIPPED_PENDING, RequeueOutcome
+
     app = _app(ctx)
 
-    async def requeue() -> int:
-        broker = (await app.clients()).broker
-        count: int = await broker.requeue_dead_letters(None if everything else list(task_ids))
-        return count
+    async def requeue() -> RequeueOutcome:
+        outcome: RequeueOutcome = await (await app.clients()).broker.requeue_dead_letters(
+            None if everything else list(task_ids))
+        return outcome
 
-    click.echo(f"requeued {_run(requeue())} messages")
+    explained = {
+        SKIPPED_PENDING: "a message with this id is scheduled, queued or running, so its dead letter "
+                         "is kept (requeue it once that message is done, or purge it)",
+        SKIPPED_NOT_FOUND: "no dead letter has this id",
+    }
+    outcome = _run(requeue())
+    done = outcome.requeued
+    click.echo(f"requeued {len(done)} messages" + (f": {', '.join(done)}" if done and not everything else ""))
+    for task_id, why in outcome.skipped.items():
+        click.echo(f"not requeued {task_id}: {explained.get(why, why)}")
+    if outcome.skipped:
+        ctx.exit(1)
 
 
 @dlq.command("purge")
@@ -129,12 +151,13 @@ def queues(ctx: click.Context, as_json: bool) -> None:
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="queues")
     table.add_column("queue")
     table.add_column("waiting", justify="right")
     for name, count in sorted(depths.items()):
-        table.add_row(name, str(count))
+        table.add_row(Text(name), str(count))
     Console().print(table)
 
 
@@ -227,12 +250,13 @@ def inspect_command(ctx: click.Context, what: str, as_json: bool) -> None:
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"inspect {what}")
     table.add_column("worker")
     table.add_column(what)
     for host, value in sorted(answer.items()):
-        table.add_row(host, json.dumps(value))
+        table.add_row(Text(host), Text(json.dumps(value)))
     Console().print(table)
 
 

@@ -1,4 +1,8 @@
-"""``sqlite:///path.db`` result store, in the same file as the SQLite broker."""
+"""``sqlite:///path.db`` result store, in the same file as the SQLite broker.
+
+Expired results, group members and saved groups are deleted by the database's
+housekeeping pass (``_sqlite_db``); reads skip expired results until then.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +38,6 @@ class SQLiteResultStore:
 
     async def store(self, records: Sequence[ResultRecord]) -> list[str]:
         def apply(conn: sqlite3.Connection) -> list[str]:
-            self.db.purge_expired(conn)
             return write_records(conn, records, self.expires_s)
 
         refused = await self.db.run(lambda conn: transaction(conn, apply))
@@ -77,8 +80,12 @@ class SQLiteResultStore:
         def apply(conn: sqlite3.Connection) -> GroupProgress:
             write_records(conn, [record], self.expires_s)
             before = _member_count(conn, group_id)
+            # The row expires with the member's result (written just now, with the same expiry).
+            expires = now_ms() + int(self.expires_s * 1000) if self.expires_s else None
             conn.execute(
-                "INSERT OR IGNORE INTO celeriac_group_members VALUES (?, ?)", (group_id, member_id)
+                "INSERT INTO celeriac_group_members (group_id, member_id, expires_at_ms) VALUES (?, ?, ?)"
+                " ON CONFLICT (group_id, member_id) DO UPDATE SET expires_at_ms = excluded.expires_at_ms",
+                (group_id, member_id, expires),
             )
             after = _member_count(conn, group_id)
             return GroupProgress(after, total, before < total <= after)

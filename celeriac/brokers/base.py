@@ -9,7 +9,7 @@ every implementation to these rules.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from ..message import DeadLetter, Delivery, ResultRecord
@@ -34,6 +34,19 @@ class BrokerOptions:
     events_max: int = 10_000  # the event log keeps about this many of the newest events
     revoked_ttl_s: float = 86400.0 * 7
     result_expires_s: float | None = 86400.0
+
+
+# Why ``requeue_dead_letters`` left a task id alone (the values of ``RequeueOutcome.skipped``).
+SKIPPED_PENDING = "pending"  # a message with that id is scheduled, queued or reserved: its dead letters stay
+SKIPPED_NOT_FOUND = "not found"  # no dead letter has that id
+
+
+@dataclass(slots=True)
+class RequeueOutcome:
+    """What ``requeue_dead_letters`` did, per task id (each id at most once)."""
+
+    requeued: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # id -> SKIPPED_PENDING or SKIPPED_NOT_FOUND
 
 
 def max_deliveries_reason(times: int, limit: int) -> str:
@@ -110,12 +123,24 @@ class Broker(Protocol):
     async def revoked_among(self, task_ids: Sequence[str]) -> dict[str, bool]:
         """The revoked ids among ``task_ids``, each mapped to its ``terminate`` flag."""
 
-    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The oldest ``limit`` dead letters, oldest first.
 
-    async def requeue_dead_letters(self, task_ids: Sequence[str] | None = None) -> int:
-        """Put dead letters back on their queue with a fresh delivery count; None means all."""
+        A task id may have several (it failed, was sent again under the same id, failed
+        again): each is kept and listed, none replaces another.
+        """
 
-    async def purge_dead_letters(self) -> int: ...
+    async def requeue_dead_letters(self, task_ids: Sequence[str] | None = None) -> RequeueOutcome:
+        """Put dead letters back on their queue; None means every task id that has one.
+
+        Per task id, only its newest dead letter is requeued (older ones stay listed: one
+        id is never queued twice). It keeps its priority and delivery count (so fencing
+        tokens go on rising) and its run-out leases count from zero. An id with a message
+        scheduled, queued or reserved is skipped and keeps its dead letters.
+        """
+
+    async def purge_dead_letters(self) -> int:
+        """Drop every dead letter; return how many."""
 
     async def purge(self, queue: str) -> int:
         """Drop every queued and scheduled message of ``queue``; return how many."""

@@ -21,7 +21,15 @@ from urllib.parse import urlparse
 from .._notify import Notifier, wait_for_notice
 from ..exceptions import DuplicateTaskError
 from ..message import DeadLetter, Delivery, ResultRecord
-from .base import BrokerOptions, OutgoingMessage, lost_record, max_deliveries_reason
+from .base import (
+    SKIPPED_NOT_FOUND,
+    SKIPPED_PENDING,
+    BrokerOptions,
+    OutgoingMessage,
+    RequeueOutcome,
+    lost_record,
+    max_deliveries_reason,
+)
 
 SCHEDULED, QUEUED, RESERVED = "scheduled", "queued", "reserved"
 MESSAGES = "messages"
@@ -51,7 +59,7 @@ class MemoryState:
     scheduled: list[tuple[int, int, str]] = field(default_factory=list)
     leases: list[tuple[int, int, str]] = field(default_factory=list)
     revoked: dict[str, tuple[float, bool]] = field(default_factory=dict)
-    dead: dict[str, DeadLetter] = field(default_factory=dict)
+    dead: dict[int, DeadLetter] = field(default_factory=dict)  # by a sequence number: oldest first
     unique_ids: dict[str, float] = field(default_factory=dict)  # id -> remembered until
     events: deque[tuple[int, bytes]] = field(default_factory=deque)
     buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # key -> (tokens, at_s)
@@ -211,7 +219,7 @@ class MemoryBroker:
 
     def _kill(self, m: _Message, reason: str, now: int) -> None:
         self.state.messages.pop(m.task_id, None)
-        self.state.dead[m.task_id] = DeadLetter(m.task_id, m.queue, m.body, reason, now, m.delivery_count,
+        self.state.dead[next(self.state.seq)] = DeadLetter(m.task_id, m.queue, m.body, reason, now, m.delivery_count,
                                                 m.priority)
 
     def _held(self, d: Delivery) -> _Message | None:
@@ -308,18 +316,26 @@ class MemoryBroker:
         with self.state.lock:
             return list(self.state.dead.values())[:limit]
 
-    async def requeue_dead_letters(self, task_ids: Sequence[str] | None = None) -> int:
+    async def requeue_dead_letters(self, task_ids: Sequence[str] | None = None) -> RequeueOutcome:
+        outcome = RequeueOutcome()
         with self.state.lock:
-            ids = list(self.state.dead) if task_ids is None else [t for t in task_ids if t in self.state.dead]
+            st = self.state
+            newest = {dl.task_id: key for key, dl in st.dead.items()}  # later entries win: the newest
             now = self.clock_ms()
-            for task_id in ids:
-                if task_id in self.state.messages:
-                    continue
-                dl = self.state.dead.pop(task_id)
-                self._put(_Message(task_id, dl.queue, dl.body, dl.priority, now, QUEUED, next(self.state.seq),
-                                   delivery_count=dl.delivery_count), now)
-            self.state.notifier.notify(MESSAGES)
-            return len(ids)
+            for task_id in newest if task_ids is None else dict.fromkeys(task_ids):
+                key = newest.get(task_id)
+                if key is None:
+                    outcome.skipped[task_id] = SKIPPED_NOT_FOUND
+                elif task_id in st.messages:
+                    outcome.skipped[task_id] = SKIPPED_PENDING
+                else:
+                    dl = st.dead.pop(key)
+                    self._put(_Message(task_id, dl.queue, dl.body, dl.priority, now, QUEUED, next(st.seq),
+                                       delivery_count=dl.delivery_count), now)
+                    outcome.requeued.append(task_id)
+            if outcome.requeued:
+                st.notifier.notify(MESSAGES)
+        return outcome
 
     async def purge_dead_letters(self) -> int:
         with self.state.lock:

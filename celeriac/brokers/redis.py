@@ -10,7 +10,15 @@ atomic. Key names live in ``redis_keys.py``. Deadlines use the server's clock. A
 ``reserve`` blocks in BLPOP on per-queue wake lists (publish, release and retry push a
 token) for at most the caller's timeout and the time to the next due eta or lease
 deadline, so it sends no commands while it waits. A dropped connection is retried by
-redis-py with exponential back-off, logged once per outage.
+redis-py with exponential back-off, logged once per outage. A retried publish, ack,
+release, retry or dead-letter whose first attempt ran but lost its reply gets that reply
+again and changes nothing (``includes/once.lua``): no message is stored twice, and no
+call is refused because of its own first attempt.
+
+A message whose task id is not UTF-8 (only a raw write into Redis makes one) is
+dead-lettered by ``reserve`` on its own, with the reason, and the rest of its batch is
+handed out. Dead letters show such an id with ``\\xNN`` for each byte that is not UTF-8,
+and ``requeue_dead_letters`` takes it in that form.
 
 A task id is unique within its queue: publishing an id still pending in the same queue
 is refused, but the same id pending in another queue is not seen (a cross-queue index
@@ -22,17 +30,48 @@ or Sentinel); Redis Cluster is not supported yet.
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from ..exceptions import DuplicateTaskError
 from ..message import READY_STATES, DeadLetter, Delivery, ResultRecord, encode_record
-from .base import BrokerOptions, OutgoingMessage, lost_record, max_deliveries_reason
-from .redis_connection import RedisConnection, parse_url
+from .base import (
+    SKIPPED_NOT_FOUND,
+    SKIPPED_PENDING,
+    BrokerOptions,
+    OutgoingMessage,
+    RequeueOutcome,
+    lost_record,
+    max_deliveries_reason,
+)
+from .redis_connection import RedisConnection, new_call_id, parse_url
 from .redis_connection import as_text as _text
 from .redis_keys import Keys, QueueKeys
 
 __all__ = ["RedisBroker", "RedisConnection", "parse_url"]
+
+logger = logging.getLogger("celeriac.redis")
+
+_ESCAPED_BYTE = re.compile(rb"\\x([89a-f][0-9a-f])")  # what backslashreplace writes for a non-UTF-8 byte
+
+
+def shown_text(value: bytes | str) -> str:
+    """Stored text for people: a byte that is not UTF-8 shows as ``\\xNN``."""
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
+
+
+def stored_ids(task_id: str) -> list[bytes]:
+    """The stored ids that ``shown_text`` shows as ``task_id``: itself, and, if it holds
+    ``\\xNN`` escapes, the bytes they stand for (a raw id that is not UTF-8)."""
+    raw = task_id.encode("utf-8", "surrogateescape")  # an argv with such bytes arrives escaped so
+    found = [raw]
+    if b"\\x" in raw:
+        unescaped = _ESCAPED_BYTE.sub(lambda m: bytes([int(m[1], 16)]), raw)
+        if unescaped != raw and shown_text(unescaped) == task_id:
+            found.append(unescaped)
+    return found
 
 
 def result_args(
@@ -119,7 +158,8 @@ class RedisBroker:
         if new_queues:
             await self.connection.client.sadd(self.keys.queues, *new_queues)
             self._registered_queues |= new_queues
-        reply = await self.connection.run("publish", keys, args)
+        call_key = self.keys.queue(messages[0].queue).call(new_call_id())
+        reply = await self.connection.run("publish", keys, args, call_key=call_key)
         if reply[0] == -1:
             raise DuplicateTaskError(
                 f"task id {_text(reply[1])!r} is already pending or running; pick a new id, or "
@@ -161,11 +201,20 @@ class RedisBroker:
             reply = await connection.run("reserve", keys, args, after_blpop=wait_on, blpop_s=wait_s)
             if len(reply) > 2:
                 lease_expires_at_ms = reply[0] + lease_ms
-                return [
-                    Delivery(reply[i + 1].decode(), queue_names[reply[i] - 1], reply[i + 2], reply[i + 3],
-                             lease_expires_at_ms, is_revoked=reply[i + 4] == 1)
-                    for i in range(2, len(reply), 5)
-                ]
+                deliveries: list[Delivery] = []
+                for i in range(2, len(reply), 5):
+                    queue, raw_id, token = queue_names[reply[i] - 1], reply[i + 1], reply[i + 3]
+                    try:
+                        task_id = raw_id.decode()
+                    except UnicodeDecodeError:
+                        await self._dead_letter_undecodable(queue, raw_id, token)
+                        continue
+                    deliveries.append(Delivery(task_id, queue, reply[i + 2], token, lease_expires_at_ms,
+                                               is_revoked=reply[i + 4] == 1))
+                if deliveries:
+                    return deliveries
+                wait_on, wait_s = (), 0.0  # all of them were dead-lettered: look again at once
+                continue
             wait_s = min(deadline - loop.time(), connection.max_block_s)
             if wait_s <= 0:
                 return []
@@ -173,6 +222,22 @@ class RedisBroker:
             if next_event_in_ms >= 0:
                 wait_s = min(wait_s, next_event_in_ms / 1000)
             wait_on = wake_keys  # the next reserve runs as soon as a wake token (or the wait) ends
+
+    async def _dead_letter_undecodable(self, queue: str, raw_id: bytes, token: int) -> None:
+        """Dead-letter a reserved message whose id no worker can take, alone, with the reason.
+
+        If that fails too, its lease runs out and a later reserve tries again.
+        """
+        shown = shown_text(raw_id)
+        reason = (f"its task id {shown} is not valid UTF-8 (shown with \\xNN for each byte that is not), so "
+                  "no worker can run it; only a raw write into Redis makes such a message")
+        try:
+            await self._dead_letter(queue, raw_id, token, reason)
+        except Exception as exc:
+            logger.warning("could not dead-letter the message %s of queue %r (%s): its id is not UTF-8; "
+                           "its lease will run out and it is tried again", shown, queue, exc)
+        else:
+            logger.warning("dead-lettered the message %s of queue %r: %s", shown, queue, reason)
 
     # --- finishing ------------------------------------------------------------------
 
@@ -210,14 +275,16 @@ class RedisBroker:
         result_keys, records = result_args(self.keys, results)
         args = [len(keys) // 5, len(deliveries), expires_ms(self.options.result_expires_s),
                 self.keys.result_channel_prefix, *fenced, *records]
-        reply = await self.connection.run("ack", keys + result_keys, args)
+        call_key = self.keys.queue(deliveries[0].queue).call if deliveries else self.keys.call
+        reply = await self.connection.run("ack", keys + result_keys, args, call_key=call_key(new_call_id()))
         return [_text(task_id) for task_id in reply]
 
     async def release(self, deliveries: Sequence[Delivery]) -> list[str]:
         if not deliveries:
             return []
         keys, args = self._fenced_args(deliveries, ("leases", "deliveries", "priorities", "ready", "seq", "wake"))
-        reply = await self.connection.run("release", keys, args)
+        call_key = self.keys.queue(deliveries[0].queue).call(new_call_id())
+        reply = await self.connection.run("release", keys, args, call_key=call_key)
         return [_text(task_id) for task_id in reply]
 
     async def retry(self, delivery: Delivery, body: bytes, eta_ms: int | None) -> bool:
@@ -225,12 +292,17 @@ class RedisBroker:
         keys = [qk.leases, qk.bodies, qk.priorities, qk.deliveries, qk.expiries, qk.ready, qk.scheduled, qk.seq,
                 qk.wake]
         args = [delivery.task_id, delivery.fencing_token, body, "" if eta_ms is None else int(eta_ms)]
-        return bool(await self.connection.run("retry", keys, args))
+        return bool(await self.connection.run("retry", keys, args, call_key=qk.call(new_call_id())))
 
     async def dead_letter(self, delivery: Delivery, reason: str) -> bool:
-        qk = self.keys.queue(delivery.queue)
+        return await self._dead_letter(delivery.queue, delivery.task_id, delivery.fencing_token, reason)
+
+    async def _dead_letter(self, queue: str, task_id: str | bytes, token: int, reason: str) -> bool:
+        qk = self.keys.queue(queue)
         keys = [qk.leases, qk.bodies, qk.priorities, qk.deliveries, qk.expiries, qk.dead, qk.dead_letters]
-        return bool(await self.connection.run("dead-letter", keys, [delivery.task_id, delivery.fencing_token, reason]))
+        reply = await self.connection.run("dead-letter", keys, [task_id, token, reason],
+                                          call_key=qk.call(new_call_id()))
+        return bool(reply)
 
     # --- revoking and the dead-letter queue ------------------------------------------
 
@@ -258,23 +330,41 @@ class RedisBroker:
             return []
         keys = [k for q in queues for k in (self.keys.queue(q).dead, self.keys.queue(q).dead_letters)]
         reply = await self.connection.run("list-dead-letters", keys, [limit])
-        found = [
-            DeadLetter(_text(reply[i + 1]), queues[reply[i] - 1], reply[i + 4], _text(reply[i + 3]),
-                       int(float(reply[i + 2])), delivery_count=int(reply[i + 5]), priority=int(reply[i + 6]))
-            for i in range(0, len(reply), 7)
-        ]
-        found.sort(key=lambda dl: dl.failed_at_ms)
-        return found[:limit]
+        found = []
+        for i in range(0, len(reply), 7):
+            # The score is the failure time in us, unique and rising within a queue (in ms
+            # if written by an earlier build): it orders dead letters as they were written.
+            score = float(reply[i + 2])
+            failed_at_us = int(score if score >= 1e14 else score * 1000)
+            found.append((failed_at_us, DeadLetter(
+                shown_text(reply[i + 1]), queues[reply[i] - 1], reply[i + 4], shown_text(reply[i + 3]),
+                failed_at_us // 1000, delivery_count=int(reply[i + 5]), priority=int(reply[i + 6]),
+            )))
+        found.sort(key=lambda pair: pair[0])
+        return [dl for _, dl in found[:limit]]
 
-    async def requeue_dead_letters(self, task_ids: Sequence[str] | None = None) -> int:
+    async def requeue_dead_letters(self, task_ids: Sequence[str] | None = None) -> RequeueOutcome:
+        wanted = None if task_ids is None else list(dict.fromkeys(task_ids))
         queues = await self._queue_names()
-        if not queues or (task_ids is not None and not task_ids):
-            return 0
+        if not queues or wanted == []:
+            return RequeueOutcome(skipped=dict.fromkeys(wanted or (), SKIPPED_NOT_FOUND))
         keys: list[str] = []
         for queue in queues:
             qk = self.keys.queue(queue)
             keys += (qk.dead, qk.dead_letters, qk.bodies, qk.priorities, qk.deliveries, qk.ready, qk.seq, qk.wake)
-        return int(await self.connection.run("requeue-dead-letters", keys, ["*"] if task_ids is None else task_ids))
+        # An id as dead_letters() shows it may stand for a stored id that is not UTF-8 (stored_ids).
+        args = ["all"] if wanted is None else ["ids", *(raw for task_id in wanted for raw in stored_ids(task_id))]
+        reply = await self.connection.run("requeue-dead-letters", keys, args)
+        outcome = RequeueOutcome()
+        for i in range(0, len(reply), 2):
+            task_id, status = shown_text(reply[i]), int(reply[i + 1])
+            if status == 1:
+                outcome.requeued.append(task_id)
+            elif status == 0 or task_id not in outcome.skipped:  # of an id's two stored forms, pending wins
+                outcome.skipped[task_id] = SKIPPED_PENDING if status == 0 else SKIPPED_NOT_FOUND
+        for task_id in outcome.requeued:
+            outcome.skipped.pop(task_id, None)  # its other stored form was not found
+        return outcome
 
     async def purge_dead_letters(self) -> int:
         queues = await self._queue_names()

@@ -25,6 +25,13 @@ A connection holds one redis-py client (a blocking pool) and runs the Lua script
 ``redis_scripts/`` by EVALSHA, loading them again if the server forgot them. At open it
 checks that the server answers and that its ``maxmemory-policy`` cannot evict queued
 tasks.
+
+A call whose connection drops is sent again (redis-py's ``Retry``), and the server may
+have run it before the drop: only its reply was lost. Scripts that must not run twice
+(publish, ack, release, retry, dead-letter: marked ``--- @once``) take a call key, new
+for each call of a broker method and the same in all its retries; the script keeps its
+reply under that key for ``call_memory_ms`` and answers a retry with it
+(``includes/once.lua``).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import asyncio
 import hashlib
 import logging
 import math
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -65,9 +73,12 @@ logger = logging.getLogger("celeriac.redis")
 DEFAULT_KEY_PREFIX = "celeriac"
 CELERIAC_OPTIONS = ("key_prefix", "allow_evicting_policy", "master_name")
 RECONNECT_RETRIES = 4  # with back-off from 0.1 s up to 2 s: ~1.5 s before giving up
+BACKOFF_CAP_S = 2.0
 RECONNECT_LOG_EVERY_S = 60.0
 DEFAULT_MAX_CONNECTIONS = 100  # per client; ?max_connections= in the URL overrides it
 DEFAULT_SOCKET_TIMEOUT_S = 5.0  # redis-py's own default, made explicit; each BLPOP stays below it
+DEFAULT_POOL_TIMEOUT_S = 20.0  # how long a call waits for a free pooled connection
+CALL_MEMORY_MIN_S = 600.0  # a call's reply is kept at least this long (see once.lua)
 
 
 # --- the URL ------------------------------------------------------------------------
@@ -130,6 +141,8 @@ def hide_password(url: str) -> str:
 # --- the scripts --------------------------------------------------------------------
 
 _INCLUDE = re.compile(r'^--- @include "([\w-]+)"[ \t]*$', re.MULTILINE)
+_ONCE = re.compile(r"^--- @once[ \t]*$", re.MULTILINE)
+_BODY = "--- @body\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +150,16 @@ class LuaScript:
     name: str  # the file's stem, e.g. "reserve-10"
     source: str
     sha: str
+    once: bool = False  # wrapped in once.lua: run() appends a call key and its lifetime
 
 
 @cache
 def load_scripts() -> dict[str, LuaScript]:
-    """Every script by verb ("reserve"), its ``--- @include`` lines replaced by the include."""
+    """Every script by verb ("reserve"), its ``--- @include`` lines replaced by the include,
+    and wrapped in ``includes/once.lua`` if it holds a ``--- @once`` line."""
     root = resources.files("celeriac.brokers").joinpath("redis_scripts")
+    once_wrapper = root.joinpath("includes", "once.lua").read_text()
+    assert once_wrapper.count(_BODY) == 1
     scripts = {}
     for entry in root.iterdir():
         if not entry.name.endswith(".lua"):
@@ -151,9 +168,36 @@ def load_scripts() -> dict[str, LuaScript]:
         source = _INCLUDE.sub(
             lambda m: root.joinpath("includes", f"{m.group(1)}.lua").read_text(), entry.read_text()
         )
+        once = bool(_ONCE.search(source))
+        if once:
+            source = once_wrapper.replace(_BODY, source if source.endswith("\n") else source + "\n")
         verb = stem.rsplit("-", 1)[0]
-        scripts[verb] = LuaScript(stem, source, hashlib.sha1(source.encode()).hexdigest())
+        scripts[verb] = LuaScript(stem, source, hashlib.sha1(source.encode()).hexdigest(), once)
     return scripts
+
+
+def new_call_id() -> str:
+    """A call key's id: 128 random bits, so no two calls within the memory share one."""
+    return os.urandom(16).hex()
+
+
+def call_memory_ms(socket_timeout_s: float | None, connect_timeout_s: float | None,
+                   pool_timeout_s: float | None) -> int:
+    """How long a call's reply is kept: twice the longest a call can go on being retried.
+
+    From its first send, a script call may be retried (run(), then _run_with_retries)
+    after waiting for a pooled connection, then in RECONNECT_RETRIES + 1 attempts of a
+    connect and a reply, with back-off between them; all that twice more when the server
+    lost the script (SCRIPT LOAD, then EVALSHA). With the defaults (5 s socket timeouts,
+    20 s pool timeout) that is about 4 minutes, so the floor of 10 minutes applies. A
+    missing timeout (a read that may wait forever) counts as a minute.
+    """
+    read_s = socket_timeout_s or 60.0
+    connect_s = connect_timeout_s or read_s  # redis-py connects within the socket timeout
+    one_call_s = (pool_timeout_s or 0.0) + (RECONNECT_RETRIES + 1) * (connect_s + read_s) \
+        + RECONNECT_RETRIES * BACKOFF_CAP_S
+    window_s = read_s + 3 * one_call_s
+    return int(max(CALL_MEMORY_MIN_S, 2 * window_s) * 1000)
 
 
 # --- the connection -----------------------------------------------------------------
@@ -165,7 +209,7 @@ class _ReconnectBackoff(ExponentialWithJitterBackoff):
     """redis-py's exponential back-off that logs the first retry of an outage, once a minute."""
 
     def __init__(self, safe_url: str) -> None:
-        super().__init__(cap=2.0, base=0.1)
+        super().__init__(cap=BACKOFF_CAP_S, base=0.1)
         self.safe_url = safe_url
 
     def compute(self, failures: int) -> float:
@@ -194,6 +238,7 @@ class RedisConnection:
         self._spare: Any = None  # a pooled connection held for script calls (see run())
         self._lock = asyncio.Lock()
         self.max_block_s = 4.0  # longest single BLPOP; set from the socket timeout at open()
+        self.call_memory_ms = int(CALL_MEMORY_MIN_S * 1000)  # set from the timeouts at open()
 
     @property
     def client(self) -> Redis:
@@ -238,7 +283,8 @@ class RedisConnection:
             # A blocking pool: past max_connections a caller waits for a free connection
             # (a burst of adelay() calls), where redis-py's default pool raises at once.
             pool = BlockingConnectionPool.from_url(
-                target.redis_url, **{"max_connections": DEFAULT_MAX_CONNECTIONS, "timeout": 20.0, **options}
+                target.redis_url,
+                **{"max_connections": DEFAULT_MAX_CONNECTIONS, "timeout": DEFAULT_POOL_TIMEOUT_S, **options},
             )
             client = Redis.from_pool(pool)
         else:
@@ -248,6 +294,10 @@ class RedisConnection:
             # run() allows a blocked call its wait plus the socket timeout; keeping each wait
             # below the socket timeout notices a dead server within twice that timeout.
             self.max_block_s = max(0.05, float(socket_timeout) * 0.8)
+        self.call_memory_ms = call_memory_ms(
+            socket_timeout, client.connection_pool.connection_kwargs.get("socket_connect_timeout"),
+            getattr(client.connection_pool, "timeout", None),
+        )
         return client
 
     async def _check_server(self, client: Redis) -> None:
@@ -276,9 +326,13 @@ class RedisConnection:
 
     async def run(
         self, verb: str, keys: Sequence[str], args: Sequence[Any], *,
-        after_blpop: Sequence[str] = (), blpop_s: float = 0.0,
+        after_blpop: Sequence[str] = (), blpop_s: float = 0.0, call_key: str | None = None,
     ) -> Any:
         """Call one script with EVALSHA, loading it again if the server forgot it.
+
+        A ``--- @once`` script needs ``call_key`` (``QueueKeys.call(new_call_id())``, made
+        once per call of the broker's method): every attempt below sends the same one, so
+        an attempt after a lost reply gets the first reply instead of running again.
 
         The call goes straight over a pooled connection: redis-py's command layer (retry
         wrapper, response callbacks, metrics) costs about as much as the round trip
@@ -291,6 +345,11 @@ class RedisConnection:
         worker woken by a publish gets its messages without a second round trip.
         """
         script = self.scripts[verb]
+        if script.once:
+            if call_key is None:
+                raise ValueError(f"the {verb} script runs once per call: pass call_key")
+            keys = [*keys, call_key]
+            args = [*args, self.call_memory_ms]
         pool = self.client.connection_pool
         # One connection is kept out of the pool for these calls: one caller at a time
         # (a producer's delay() loop, a worker's ack) skips the pool's lock and timeout;

@@ -15,13 +15,21 @@ Per queue, all under the hash tag ``{P:Q}`` so one queue lives in one Redis Clus
     {P:Q}:unique        ZSET  id published with unique_for_s -> remembered until, ms
     {P:Q}:seq           STR   last sequence number handed out in this queue
     {P:Q}:wake          LIST  tokens that wake idle reservers blocked in BLPOP
-    {P:Q}:dead          ZSET  dead-lettered task id -> failed at, ms
-    {P:Q}:dead-letters  HASH  task id -> "<priority>:<deliveries>:<len(reason)>:<reason><body>"
+    {P:Q}:dead          ZSET  dead letter "<task id>\\0<n>" -> failed at (us, kept above the newest)
+    {P:Q}:dead-letters  HASH  dead letter -> "<priority>:<deliveries>:<len(reason)>:<reason><body>";
+                              n counts one id's dead letters from 1, the highest the newest
+                              (a bare "<task id>" entry, from before n, counts as n = 0)
+    {P:Q}:call:<id>     STR   the reply of one publish, ack, release, retry or dead-letter call
+                              (<id>: 32 random hex digits, new for each call of the broker's
+                              method, the same in every retry of it), kept for call_memory_ms
+                              so a retry after a lost reply is answered without running again
+                              (see once.lua)
 
 Global:
 
     {P}:queues             SET   every queue name published to (for depths and the DLQ)
     {P}:events             STREAM the capped event log, field "e" holding one event
+    {P}:call:<id>          STR   as {P:Q}:call:<id>, for an ack that names no message
     {P:revoked}:<id>       STR   "1" (terminate) or "0", expiring after revoked_ttl_s
     P:result:<id>          STR   the msgspec-JSON ResultRecord, expiring after result_expires
     P:group:<id>           STR   JSON list of a saved group's member ids, same expiry
@@ -55,6 +63,10 @@ class QueueKeys:
     wake: str
     dead: str
     dead_letters: str
+    call_prefix: str
+
+    def call(self, call_id: str) -> str:
+        return self.call_prefix + call_id
 
 
 def queue_keys(prefix: str, queue: str) -> QueueKeys:
@@ -72,6 +84,7 @@ def queue_keys(prefix: str, queue: str) -> QueueKeys:
         wake=f"{tag}:wake",
         dead=f"{tag}:dead",
         dead_letters=f"{tag}:dead-letters",
+        call_prefix=f"{tag}:call:",
     )
 
 
@@ -82,6 +95,7 @@ class Keys:
         self.prefix = prefix
         self.queues = f"{{{prefix}}}:queues"
         self.events = f"{{{prefix}}}:events"
+        self.call_prefix = f"{{{prefix}}}:call:"
         self.revoked_prefix = f"{{{prefix}:revoked}}:"
         self.result_prefix = f"{prefix}:result:"
         self.result_channel_prefix = f"{prefix}:result-ready:"
@@ -95,6 +109,9 @@ class Keys:
         if found is None:
             found = self._queues[name] = queue_keys(self.prefix, name)
         return found
+
+    def call(self, call_id: str) -> str:
+        return self.call_prefix + call_id
 
     def revoked(self, task_id: str) -> str:
         return self.revoked_prefix + task_id

@@ -24,7 +24,15 @@ from .._sqlite_db import (
 )
 from ..exceptions import DuplicateTaskError
 from ..message import DeadLetter, Delivery, ResultRecord
-from .base import BrokerOptions, OutgoingMessage, lost_record, max_deliveries_reason
+from .base import (
+    SKIPPED_NOT_FOUND,
+    SKIPPED_PENDING,
+    BrokerOptions,
+    OutgoingMessage,
+    RequeueOutcome,
+    lost_record,
+    max_deliveries_reason,
+)
 
 QUEUED, RESERVED, SCHEDULED = 0, 1, 2
 MESSAGES = "messages"
@@ -63,19 +71,22 @@ class SQLiteBroker:
                 state = SCHEDULED if due > now else QUEUED
                 rows.append((msg.task_id, msg.queue, msg.body, msg.priority, due, state))
             unique = [m for m in messages if m.unique_for_s]
-            if unique:
-                conn.execute("DELETE FROM celeriac_unique_ids WHERE remembered_until_ms <= ?", (now,))
+            # Expired unique ids are left for housekeeping to delete: until then they are
+            # skipped here, and overwritten by a new unique publish of the same id.
             if on_duplicate != "ignore":
-                _refuse_duplicates(conn, [m.task_id for m in messages])
+                _refuse_duplicates(conn, [m.task_id for m in messages], now)
             elif unique:
                 remembered = {r[0] for r in conn.execute(
-                    f"SELECT task_id FROM celeriac_unique_ids WHERE task_id IN ({','.join('?' * len(unique))})",
-                    [m.task_id for m in unique],
+                    f"SELECT task_id FROM celeriac_unique_ids WHERE task_id IN ({','.join('?' * len(unique))})"
+                    " AND remembered_until_ms > ?",
+                    [*(m.task_id for m in unique), now],
                 )}
                 rows = [row for row in rows if row[0] not in remembered]
             conn.executemany(
-                "INSERT OR IGNORE INTO celeriac_unique_ids VALUES (?, ?)",
-                [(m.task_id, now + int(m.unique_for_s * 1000)) for m in unique if m.unique_for_s],
+                "INSERT INTO celeriac_unique_ids VALUES (?, ?) ON CONFLICT (task_id) DO UPDATE"
+                " SET remembered_until_ms = excluded.remembered_until_ms"
+                " WHERE celeriac_unique_ids.remembered_until_ms <= ?",
+                [(m.task_id, now + int(m.unique_for_s * 1000), now) for m in unique if m.unique_for_s],
             )
             conn.executemany(
                 "INSERT OR IGNORE INTO celeriac_messages"
@@ -179,7 +190,7 @@ class SQLiteBroker:
             (now, limit),
         ).fetchall()
         conn.executemany(
-            "INSERT OR REPLACE INTO celeriac_dead_letters"
+            "INSERT INTO celeriac_dead_letters"
             " (task_id, queue, body, reason, failed_at_ms, delivery_count, priority) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(r[0], r[1], r[2], max_deliveries_reason(r[3], limit), now, r[4], r[5]) for r in doomed],
         )
@@ -229,7 +240,6 @@ class SQLiteBroker:
                 if cursor.rowcount == 0:
                     refused.append(d.task_id)
             if results:
-                self.db.purge_expired(conn)
                 kept = [r for r in results if r.task_id not in refused]
                 write_records(conn, kept, self.options.result_expires_s)
             return refused
@@ -270,7 +280,7 @@ class SQLiteBroker:
             if row is None:
                 return False
             conn.execute(
-                "INSERT OR REPLACE INTO celeriac_dead_letters"
+                "INSERT INTO celeriac_dead_letters"
                 " (task_id, queue, body, reason, failed_at_ms, delivery_count, priority) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (delivery.task_id, row[0], row[1], reason, now_ms(), delivery.fencing_token, row[2]),
             )
@@ -313,32 +323,57 @@ class SQLiteBroker:
             lambda conn: conn.execute(
                 "SELECT task_id, queue, body, reason, failed_at_ms, delivery_count, priority"
                 " FROM celeriac_dead_letters"
-                " ORDER BY failed_at_ms LIMIT ?",
+                " ORDER BY id LIMIT ?",
                 (limit,),
             ).fetchall()
         )
         return [DeadLetter(*r) for r in rows]
 
-    async def requeue_dead_letters(self, task_ids: Sequence[str] | None = None) -> int:
-        def apply(conn: sqlite3.Connection) -> int:
-            where, params = "", tuple[str, ...]()
-            if task_ids is not None:
-                where = f" WHERE task_id IN ({','.join('?' * len(task_ids))})"
-                params = tuple(task_ids)
-            rows = conn.execute(
-                f"DELETE FROM celeriac_dead_letters{where} RETURNING task_id, queue, body, delivery_count, priority",
-                params,
-            ).fetchall()
-            conn.executemany(
-                "INSERT OR IGNORE INTO celeriac_messages (task_id, queue, body, priority, available_at_ms,"
-                " state, delivery_count) VALUES (?, ?, ?, ?, ?, 0, ?)",
-                [(r[0], r[1], r[2], r[4], now_ms(), r[3]) for r in rows],
-            )
-            return len(rows)
+    async def requeue_dead_letters(self, task_ids: Sequence[str] | None = None) -> RequeueOutcome:
+        def apply(conn: sqlite3.Connection) -> RequeueOutcome:
+            newest: dict[str, int] = {}  # task id -> the id of its newest dead letter
+            if task_ids is None:
+                wanted = []
+                for task_id, entry in conn.execute(
+                    "SELECT task_id, max(id) FROM celeriac_dead_letters GROUP BY task_id ORDER BY min(id)"
+                ):
+                    wanted.append(task_id)
+                    newest[task_id] = entry
+            else:
+                wanted = list(dict.fromkeys(task_ids))
+                for start in range(0, len(wanted), 500):
+                    chunk = wanted[start : start + 500]
+                    newest.update(conn.execute(
+                        "SELECT task_id, max(id) FROM celeriac_dead_letters"
+                        f" WHERE task_id IN ({','.join('?' * len(chunk))}) GROUP BY task_id",
+                        chunk,
+                    ).fetchall())
+            outcome = RequeueOutcome()
+            now = now_ms()
+            for task_id in wanted:
+                entry = newest.get(task_id)
+                if entry is None:
+                    outcome.skipped[task_id] = SKIPPED_NOT_FOUND
+                elif conn.execute("SELECT 1 FROM celeriac_messages WHERE task_id = ?", (task_id,)).fetchone():
+                    outcome.skipped[task_id] = SKIPPED_PENDING
+                else:
+                    queue, body, count, priority = conn.execute(
+                        "DELETE FROM celeriac_dead_letters WHERE id = ?"
+                        " RETURNING queue, body, delivery_count, priority",
+                        (entry,),
+                    ).fetchone()
+                    conn.execute(
+                        "INSERT INTO celeriac_messages (task_id, queue, body, priority, available_at_ms, state,"
+                        " delivery_count) VALUES (?, ?, ?, ?, ?, 0, ?)",
+                        (task_id, queue, body, priority, now, count),
+                    )
+                    outcome.requeued.append(task_id)
+            return outcome
 
-        count = await self.db.run(lambda conn: transaction(conn, apply))
-        self.db.notifier.notify(MESSAGES)
-        return count
+        outcome = await self.db.run(lambda conn: transaction(conn, apply))
+        if outcome.requeued:
+            self.db.notifier.notify(MESSAGES)
+        return outcome
 
     async def purge_dead_letters(self) -> int:
         return await self.db.run(
@@ -410,8 +445,8 @@ def _data_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
-def _refuse_duplicates(conn: sqlite3.Connection, task_ids: list[str]) -> None:
-    """Raise before anything of the batch is written if an id is pending or repeated."""
+def _refuse_duplicates(conn: sqlite3.Connection, task_ids: list[str], now: int) -> None:
+    """Raise before anything of the batch is written if an id is pending, remembered or repeated."""
     taken: list[str] = []
     if len(set(task_ids)) != len(task_ids):
         seen: set[str] = set()
@@ -421,8 +456,9 @@ def _refuse_duplicates(conn: sqlite3.Connection, task_ids: list[str]) -> None:
         marks = ",".join("?" * len(chunk))
         taken += [r[0] for r in conn.execute(
             f"SELECT task_id FROM celeriac_messages WHERE task_id IN ({marks})"
-            f" UNION SELECT task_id FROM celeriac_unique_ids WHERE task_id IN ({marks})",
-            chunk + chunk,
+            f" UNION SELECT task_id FROM celeriac_unique_ids WHERE task_id IN ({marks})"
+            " AND remembered_until_ms > ?",
+            [*chunk, *chunk, now],
         )]
     if taken:
         raise DuplicateTaskError(

@@ -408,7 +408,7 @@ async def test_a_task_whose_leases_keep_running_out_fails_visibly(redis_url: str
         assert record.exc_type == "celeriac.exceptions.WorkerLostError" and "2 times" in (record.exc_message or "")
         assert 0 < await raw.pttl(broker.keys.result("crash\"er/é")) <= 60_000
         # Requeued, it goes on counting deliveries, so its next result outranks the FAILURE.
-        assert await broker.requeue_dead_letters() == 1
+        assert (await broker.requeue_dead_letters()).requeued == ["crash\"er/é"]
         [again] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w", timeout_s=0)
         assert again.fencing_token == 3
         assert await broker.ack([again], [rec("crash\"er/é", token=again.fencing_token)]) == []

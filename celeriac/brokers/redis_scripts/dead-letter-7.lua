@@ -4,6 +4,7 @@ KEYS: leases, bodies, priorities, deliveries, expiries, dead, dead-letters (of i
 ARGV: task id, fencing token, reason
 Returns 1 when done, 0 when refused (stale token). Fenced and atomic as a script.
 ]]
+--- @once
 --- @include "clock"
 --- @include "fencing"
 --- @include "dead_letter"

@@ -13,7 +13,11 @@ and remembered while its unique entry lies in the future: follow-ups (a chain's 
 step, a chord body) are published that way so a second copy is refused even after the
 first finished. The script runs atomically, so the check covers the whole batch before
 anything is written and no other publish can slip in between.
+
+A client's retry of this call after its reply was lost (the batch was stored, or refused)
+gets the first reply (once.lua): no second copy, and no refusal of its own messages.
 ]]
+--- @once
 --- @include "clock"
 --- @include "ready"
 

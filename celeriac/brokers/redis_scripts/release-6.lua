@@ -7,8 +7,10 @@ Returns the ids refused (stale token).
 
 Released messages go ahead of everything of their priority (head_score), keep their
 delivery count (the next reserve raises it), and wake one idle reserver each.
-Fenced and atomic as a script.
+Fenced and atomic as a script; a retry of the call after a lost reply gets the first
+reply (once.lua), not a refusal.
 ]]
+--- @once
 --- @include "clock"
 --- @include "ready"
 --- @include "fencing"

@@ -7,8 +7,10 @@ Returns 1 when done, 0 when refused (stale token).
 The next attempt is scheduled (no lease until due) or queued at the tail of its priority.
 It keeps the delivery count (tokens keep rising) and the id stays pending throughout, so
 a publish of the same id is still refused. Its count of run-out leases starts over: a
-task that retries is not one that kills its worker. Fenced and atomic as a script.
+task that retries is not one that kills its worker. Fenced and atomic as a script; a
+retry of the call after a lost reply gets the first reply (once.lua), not a refusal.
 ]]
+--- @once
 --- @include "clock"
 --- @include "ready"
 --- @include "fencing"

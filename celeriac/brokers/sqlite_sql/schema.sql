@@ -1,5 +1,8 @@
 -- celeriac's tables in its own SQLite file (never the application's database).
--- Applied at every connect; every statement is idempotent.
+-- Applied at every connect; every statement is idempotent. Tables made by an earlier
+-- build are brought up to date first (_sqlite_db._upgrade_tables). Rows that expire
+-- (results, group members, saved groups, unique and revoked ids) are deleted by the
+-- housekeeping pass, in batches, through the expiry indexes below.
 --
 -- A message row is in one state: 0 queued, 1 reserved (leased to worker_id until
 -- lease_expires_at_ms, fenced by delivery_count), 2 scheduled (waits for
@@ -32,6 +35,7 @@ CREATE TABLE IF NOT EXISTS celeriac_unique_ids (
     task_id TEXT PRIMARY KEY,
     remembered_until_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS celeriac_unique_ids_expiry ON celeriac_unique_ids (remembered_until_ms);
 
 -- Token buckets for rate_limit, shared by every worker on this file.
 CREATE TABLE IF NOT EXISTS celeriac_rate_buckets (
@@ -46,8 +50,11 @@ CREATE TABLE IF NOT EXISTS celeriac_events (
     body BLOB NOT NULL
 );
 
+-- One row per message dead-lettered: a task id sent again and dead-lettered again keeps
+-- both; the higher id is the newer (the one a requeue of that task id takes).
 CREATE TABLE IF NOT EXISTS celeriac_dead_letters (
-    task_id TEXT PRIMARY KEY,
+    id INTEGER PRIMARY KEY,
+    task_id TEXT NOT NULL,
     queue TEXT NOT NULL,
     body BLOB NOT NULL,
     reason TEXT NOT NULL,
@@ -55,12 +62,14 @@ CREATE TABLE IF NOT EXISTS celeriac_dead_letters (
     delivery_count INTEGER NOT NULL DEFAULT 0,
     priority INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS celeriac_dead_letters_task ON celeriac_dead_letters (task_id);
 
 CREATE TABLE IF NOT EXISTS celeriac_revoked (
     task_id TEXT PRIMARY KEY,
     expires_at_ms INTEGER NOT NULL,
     terminate INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS celeriac_revoked_expiry ON celeriac_revoked (expires_at_ms);
 
 CREATE TABLE IF NOT EXISTS celeriac_results (
     task_id TEXT PRIMARY KEY,
@@ -73,14 +82,20 @@ CREATE INDEX IF NOT EXISTS celeriac_results_expiry
     ON celeriac_results (expires_at_ms) WHERE expires_at_ms IS NOT NULL;
 
 -- One row per finished member: the primary key makes recording a member idempotent.
+-- A row expires with its member's result (a chord body needs that result anyway).
 CREATE TABLE IF NOT EXISTS celeriac_group_members (
     group_id TEXT NOT NULL,
     member_id TEXT NOT NULL,
+    expires_at_ms INTEGER,
     PRIMARY KEY (group_id, member_id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS celeriac_group_members_expiry
+    ON celeriac_group_members (expires_at_ms) WHERE expires_at_ms IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS celeriac_groups (
     group_id TEXT PRIMARY KEY,
     member_ids TEXT NOT NULL,
     expires_at_ms INTEGER
 );
+CREATE INDEX IF NOT EXISTS celeriac_groups_expiry
+    ON celeriac_groups (expires_at_ms) WHERE expires_at_ms IS NOT NULL;
