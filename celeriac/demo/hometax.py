@@ -59,9 +59,14 @@ def query_xml(number: str) -> str:
 
 
 def parse_reply(body: bytes) -> tuple[str, str]:
-    """``(status, message)`` from a reply: active, suspended, closed or unregistered."""
+    """``(status, message)`` from a reply: active, suspended, closed or unregistered.
+
+    A reply with a DTD (in any encoding) is refused with ``HometaxReplyError`` saying so.
+    """
     try:
         root = safexml.parse(body)
+    except safexml.Refused as exc:
+        raise HometaxReplyError(f"the reply was refused: {exc}") from None
     except ValueError as exc:
         raise HometaxReplyError(f"unusable reply: {exc}") from None
     summary = (root.findtext("smpcBmanTrtCntn") or "").strip()

@@ -150,7 +150,7 @@ def reply_xml(number: str) -> bytes:
 
 
 def number_from_query(body: bytes) -> str:
-    """The ``txprDscmNo`` of a query; ValueError if the body is not one."""
+    """The ``txprDscmNo`` of a query; ValueError if the body is not one (``safexml.Refused`` if it has a DTD)."""
     root = safexml.parse(body)
     if root.tag != "map" or root.get("id") != ACTION_ID:
         raise ValueError(f'expected <map id="{ACTION_ID}">, got <{root.tag} id="{root.get("id")}">')
@@ -221,6 +221,9 @@ class HometaxStandIn:
             return
         try:
             number = number_from_query(body)
+        except safexml.Refused as exc:
+            await _respond(send, 400, f"query refused: {exc}".encode())
+            return
         except ValueError as exc:
             await _respond(send, 400, str(exc).encode())
             return
