@@ -399,11 +399,20 @@ class RedisConnection:
     async def _run_with_retries(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         client = self.client
         try:
-            return await client.evalsha(script.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            # The server lost its script cache (restart, failover, SCRIPT FLUSH).
-            await client.script_load(script.source)
-            return await client.evalsha(script.sha, len(keys), *keys, *args)
+            try:
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                # The server lost its script cache (restart, failover, SCRIPT FLUSH).
+                await client.script_load(script.source)
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            # redis-py's retries are spent: say so in celeriac's terms, and that a call the
+            # server may have run before the connection dropped may have taken effect.
+            raise BrokerUnavailable(
+                f"Redis at {self.target.safe_url} did not answer the {script.name} call after "
+                f"{RECONNECT_RETRIES} retries ({exc}); it may or may not have taken effect. Check "
+                "that the server is running and reachable"
+            ) from exc
 
 
 def check_eviction_policy(policy: str, target: RedisTarget) -> None:
