@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
 from ._bridge import run_sync
-from .backends import ResultStore, can_store_results, create_store
-from .brokers import Broker, BrokerOptions, OutgoingMessage, create_broker
 from .config import Settings
 from .control import Control
 from .exceptions import ConfigurationError, NotRegistered
 from .result import AsyncResult
+from .servers import Broker, BrokerOptions, OutgoingMessage, ResultStore, can_store_results, create_broker, create_store
 
 if TYPE_CHECKING:
     from .task import Task

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._bridge import run_sync
-from .brokers.base import OutgoingMessage
+from .servers.contracts import OutgoingMessage
 
 if TYPE_CHECKING:
     from .app import Celery

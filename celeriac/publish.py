@@ -12,13 +12,13 @@ import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .brokers.base import OutgoingMessage
 from .context import current_request
 from .exceptions import ConfigurationError
 from .message import Envelope, encode_envelope
 from .result import AsyncResult
 from .routing import route
 from .serialization import check_args, dumps_pickle, to_wire
+from .servers.contracts import OutgoingMessage
 
 if TYPE_CHECKING:
     from .app import Celery

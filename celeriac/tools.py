@@ -78,7 +78,7 @@ def dlq_requeue(ctx: click.Context, task_ids: tuple[str, ...], everything: bool)
     """
     if not task_ids and not everything:
         raise click.UsageError("name task ids to requeue, or pass --all")
-    from .brokers.base import SKIPPED_NOT_FOUND, SKIPPED_PENDING, RequeueOutcome
+    from .servers.contracts import SKIPPED_NOT_FOUND, SKIPPED_PENDING, RequeueOutcome
 
     app = _app(ctx)
 

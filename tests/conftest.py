@@ -39,7 +39,7 @@ def require_server(url: str) -> None:
 
 def redis_available() -> bool:
     try:
-        import celeriac.brokers.redis  # noqa: F401
+        import celeriac.servers.redis.transport  # noqa: F401
     except ImportError:
         return False
     return True
@@ -70,7 +70,7 @@ def redis_test_url(label: str) -> Iterator[str]:
     """
     if not redis_available():
         if IN_CI:
-            pytest.fail("celeriac.brokers.redis is missing")
+            pytest.fail("celeriac.servers.redis is missing")
         pytest.skip("the Redis broker is not built yet")
     require_server(REDIS_URL)
     prefix = f"{label}-{uuid.uuid4().hex[:12]}"

@@ -37,7 +37,7 @@ import msgspec
 from .._notify import Notifier
 from ..exceptions import ConfigurationError
 from ..message import READY_STATES, GroupProgress, ResultRecord
-from .base import wait_for_ready_record
+from ..servers.waiting import wait_for_ready_record
 
 T = TypeVar("T")
 

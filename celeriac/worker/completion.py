@@ -14,10 +14,9 @@ import asyncio
 import contextlib
 import logging
 
-from ..backends.base import ResultStore
-from ..brokers.base import Broker
 from ..message import FAILURE, Delivery, ResultRecord, encode_record
 from ..serialization import safe_text
+from ..servers.contracts import Broker, ResultStore
 from .lease import LeaseKeeper
 
 logger = logging.getLogger("celeriac.worker")

@@ -24,7 +24,7 @@ from ..task import outcome_record
 
 if TYPE_CHECKING:
     from ..app import Celery
-    from ..backends.base import ResultStore
+    from ..servers.contracts import ResultStore
 
 logger = logging.getLogger("celeriac.worker")
 

@@ -15,8 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..brokers.base import Broker
 from ..message import Delivery
+from ..servers.contracts import Broker
 
 logger = logging.getLogger("celeriac.worker.lease")
 

@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from .. import signals
-from ..brokers.base import lost_record
 from ..context import Request
 from ..events import (
     TASK_FAILED,
@@ -51,6 +50,7 @@ from ..message import (
     now_ms,
 )
 from ..serialization import check_args, dumps_pickle, safe_text
+from ..servers.contracts import lost_record
 from ..task import Task, outcome_record
 from .completion import CompletionBuffer
 from .followups import FollowUps

@@ -19,13 +19,12 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError, ResponseError
 
-from celeriac.backends import create_store
-from celeriac.backends.redis import RedisResultStore
-from celeriac.brokers import BrokerOptions, OutgoingMessage, create_broker
-from celeriac.brokers.redis import RedisBroker, parse_url
-from celeriac.brokers.redis_keys import Keys, QueueKeys
 from celeriac.exceptions import BrokerUnavailable, ConfigurationError
 from celeriac.message import READY_STATES, STARTED, SUCCESS, ResultRecord
+from celeriac.servers import BrokerOptions, OutgoingMessage, create_broker, create_store
+from celeriac.servers.redis.keys import Keys, QueueKeys
+from celeriac.servers.redis.results import RedisResultStore
+from celeriac.servers.redis.transport import RedisBroker, parse_url
 
 from ..conftest import REDIS_URL, _cleanup_redis, require_server
 
@@ -101,7 +100,7 @@ def test_celeriac_options_are_removed_and_the_password_hidden() -> None:
 
 
 def test_sentinel_url_names_the_sentinels_and_master() -> None:
-    from celeriac.brokers.redis import RedisConnection
+    from celeriac.servers.redis.connection import RedisConnection
 
     connection = RedisConnection("redis+sentinel://:pw@s1:26379,s2:26380/2?master_name=main&key_prefix=p")
     client = connection._make_client()

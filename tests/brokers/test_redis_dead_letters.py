@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from celeriac.brokers import BrokerOptions, OutgoingMessage
-from celeriac.brokers.base import SKIPPED_PENDING, RequeueOutcome
-from celeriac.brokers.redis import RedisBroker, parse_url
+from celeriac.servers import BrokerOptions, OutgoingMessage
+from celeriac.servers.contracts import SKIPPED_PENDING, RequeueOutcome
+from celeriac.servers.redis.transport import RedisBroker, parse_url
 
 from ..conftest import REDIS_URL, _cleanup_redis, require_server
 

@@ -20,11 +20,11 @@ import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from celeriac.brokers import BrokerOptions, OutgoingMessage
-from celeriac.brokers.redis import RedisBroker, parse_url, stored_ids
-from celeriac.brokers.redis_connection import CALL_MEMORY_MIN_S, call_memory_ms, new_call_id
 from celeriac.exceptions import DuplicateTaskError
 from celeriac.message import SUCCESS, Delivery, ResultRecord
+from celeriac.servers import BrokerOptions, OutgoingMessage
+from celeriac.servers.redis.connection import CALL_MEMORY_MIN_S, call_memory_ms, new_call_id
+from celeriac.servers.redis.transport import RedisBroker, parse_url, stored_ids
 
 from ..conftest import REDIS_URL, _cleanup_redis, require_server
 

@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 from celeriac import Celery
-from celeriac.backends import create_store
-from celeriac.brokers import BrokerOptions, OutgoingMessage, create_broker
 from celeriac.message import SUCCESS, ResultRecord
+from celeriac.servers import BrokerOptions, OutgoingMessage, create_broker, create_store
 
 from ..conftest import IN_CI
 from ..own_redis import OwnRedis

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from celeriac import _sqlite_db
-from celeriac._sqlite_db import now_ms
-from celeriac.backends.sqlite import SQLiteResultStore
-from celeriac.brokers import BrokerOptions, OutgoingMessage
-from celeriac.brokers.base import RequeueOutcome
-from celeriac.brokers.sqlite import SQLiteBroker
 from celeriac.exceptions import DuplicateTaskError
 from celeriac.message import SUCCESS, ResultRecord
+from celeriac.servers import BrokerOptions, OutgoingMessage
+from celeriac.servers.contracts import RequeueOutcome
+from celeriac.servers.sqlite import database as _sqlite_db
+from celeriac.servers.sqlite.database import now_ms
+from celeriac.servers.sqlite.results import SQLiteResultStore
+from celeriac.servers.sqlite.transport import SQLiteBroker
 
 LEASE_MS = 60_000
 EXPIRES_S = 60

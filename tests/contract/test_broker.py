@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from celeriac.brokers import Broker, BrokerOptions, OutgoingMessage, create_broker
-from celeriac.brokers.base import SKIPPED_NOT_FOUND, SKIPPED_PENDING, RequeueOutcome
 from celeriac.exceptions import DuplicateTaskError
 from celeriac.message import DeadLetter
+from celeriac.servers import Broker, BrokerOptions, OutgoingMessage, create_broker
+from celeriac.servers.contracts import SKIPPED_NOT_FOUND, SKIPPED_PENDING, RequeueOutcome
 
 LEASE_MS = 60_000
 

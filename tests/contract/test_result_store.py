@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from celeriac.backends import ResultStore, create_store
 from celeriac.message import FAILURE, STARTED, SUCCESS, ResultRecord
+from celeriac.servers import ResultStore, create_store
 
 
 @pytest.fixture

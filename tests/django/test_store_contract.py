@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from celeriac.backends import create_store
 from celeriac.backends.django import DjangoResultStore
 from celeriac.message import STARTED, SUCCESS
+from celeriac.servers import create_store
 from tests.contract.test_result_store import (  # noqa: F401  (collected here, with this module's store)
     rec,
     test_fetch_many,

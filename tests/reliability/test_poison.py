@@ -12,7 +12,7 @@ import signal
 import pytest
 
 from celeriac import Celery
-from celeriac.brokers.base import OutgoingMessage
+from celeriac.servers.contracts import OutgoingMessage
 
 from .conftest import Run
 from .test_delivery import tasks_module

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.reliability
 def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
     if not redis_available() or shutil.which("redis-server") is None:
         if IN_CI:
-            pytest.fail("redis-server or celeriac.brokers.redis is missing")
+            pytest.fail("redis-server or celeriac.servers.redis is missing")
         pytest.skip("needs redis-server and the Redis broker")
     server = OwnRedis(tmp_path, "--appendonly", "yes", "--appendfsync", "always")
     server.start()

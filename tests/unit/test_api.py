@@ -234,7 +234,7 @@ async def test_countdown_waits(app: Celery) -> None:
 
 
 async def test_unknown_task_and_malformed_message_go_to_dlq(app: Celery) -> None:
-    from celeriac.brokers import OutgoingMessage
+    from celeriac.servers import OutgoingMessage
 
     app.send_task("nobody.knows", [1])
     broker = (await app.clients()).broker

@@ -11,9 +11,9 @@ from click.testing import CliRunner, Result
 
 from celeriac import Celery
 from celeriac._bridge import run_sync
-from celeriac.brokers import OutgoingMessage
-from celeriac.brokers.memory import MemoryBroker
 from celeriac.cli import main
+from celeriac.servers import OutgoingMessage
+from celeriac.servers.memory.transport import MemoryBroker
 
 app: Celery  # what -A names: a fresh app on a fresh memory:// broker per test
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from celeriac import Celery
-from celeriac.brokers.base import OutgoingMessage
+from celeriac.servers.contracts import OutgoingMessage
 from celeriac.worker import Worker
 from celeriac.worker import loop as worker_loop
 

@@ -1,7 +1,7 @@
 --[[ once: a call runs at most once, however often the client sends it.
 
 A script holding the line "--- @once" is wrapped in this by load_scripts()
-(redis_connection.py): the script becomes the function at the body line below. Its caller
+(connection.py): the script becomes the function at the body line below. Its caller
 (RedisConnection.run) appends two values the script's own KEYS and ARGV do not count, and
 that the script does not see:
   KEYS[#KEYS]  the call's key, {P:Q}:call:<id>: <id> is new for each call of a broker

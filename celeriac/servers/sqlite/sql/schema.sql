@@ -1,6 +1,6 @@
 -- celeriac's tables in its own SQLite file (never the application's database).
 -- Applied at every connect; every statement is idempotent. Tables made by an earlier
--- build are brought up to date first (_sqlite_db._upgrade_tables). Rows that expire
+-- build are brought up to date first (database.py, _upgrade_tables). Rows that expire
 -- (results, group members, saved groups, unique and revoked ids) are deleted by the
 -- housekeeping pass, in batches, through the expiry indexes below.
 --

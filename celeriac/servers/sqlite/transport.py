@@ -13,18 +13,10 @@ import asyncio
 import sqlite3
 from collections.abc import Sequence
 
-from .._notify import wait_for_notice
-from .._sqlite_db import (
-    SQLiteDatabase,
-    notify_results,
-    now_ms,
-    path_from_url,
-    transaction,
-    write_records,
-)
-from ..exceptions import DuplicateTaskError
-from ..message import DeadLetter, Delivery, ResultRecord
-from .base import (
+from ..._notify import wait_for_notice
+from ...exceptions import DuplicateTaskError
+from ...message import DeadLetter, Delivery, ResultRecord
+from ..contracts import (
     SKIPPED_NOT_FOUND,
     SKIPPED_PENDING,
     BrokerOptions,
@@ -32,6 +24,14 @@ from .base import (
     RequeueOutcome,
     lost_record,
     max_deliveries_reason,
+)
+from .database import (
+    SQLiteDatabase,
+    notify_results,
+    now_ms,
+    path_from_url,
+    transaction,
+    write_records,
 )
 
 QUEUED, RESERVED, SCHEDULED = 0, 1, 2

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from ..brokers.memory import MemoryState, state_for
-from ..message import READY_STATES, GroupProgress, ResultRecord
-from .base import wait_for_ready_record
+from ...message import READY_STATES, GroupProgress, ResultRecord
+from ..waiting import wait_for_ready_record
+from .transport import MemoryState, state_for
 
 
 def write_records(state: MemoryState, records: Sequence[ResultRecord], expires_s: float | None) -> list[str]:

@@ -21,9 +21,9 @@ from typing import Any
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from ..brokers.redis import expires_ms, result_args
-from ..brokers.redis_connection import RedisConnection
-from ..message import READY_STATES, GroupProgress, ResultRecord, decode_record, encode_record
+from ...message import READY_STATES, GroupProgress, ResultRecord, decode_record, encode_record
+from .connection import RedisConnection
+from .transport import expires_ms, result_args
 
 logger = logging.getLogger("celeriac.redis")
 

@@ -22,7 +22,7 @@ option, such as ``socket_timeout`` or ``ssl_cert_reqs``, goes to redis-py unchan
 
 
 A connection holds one redis-py client (a blocking pool) and runs the Lua scripts in
-``redis_scripts/`` by EVALSHA, loading them again if the server forgot them. At open it
+``scripts/`` by EVALSHA, loading them again if the server forgot them. At open it
 checks that the server answers and that its ``maxmemory-policy`` cannot evict queued
 tasks.
 
@@ -57,8 +57,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..exceptions import BrokerUnavailable, ConfigurationError
-from .redis_keys import Keys
+from ...exceptions import BrokerUnavailable, ConfigurationError
+from .keys import Keys
 
 # hiredis (the `redis` extra installs it) packs a command in C, ten times faster than
 # redis-py's packer: ~10 us of every delay(). Without it, redis-py's packer is used.
@@ -157,7 +157,7 @@ class LuaScript:
 def load_scripts() -> dict[str, LuaScript]:
     """Every script by verb ("reserve"), its ``--- @include`` lines replaced by the include,
     and wrapped in ``includes/once.lua`` if it holds a ``--- @once`` line."""
-    root = resources.files("celeriac.brokers").joinpath("redis_scripts")
+    root = resources.files("celeriac.servers.redis").joinpath("scripts")
     once_wrapper = root.joinpath("includes", "once.lua").read_text()
     assert once_wrapper.count(_BODY) == 1
     scripts = {}

@@ -1,7 +1,7 @@
 """``sqlite:///path.db`` result store, in the same file as the SQLite broker.
 
 Expired results, group members and saved groups are deleted by the database's
-housekeeping pass (``_sqlite_db``); reads skip expired results until then.
+housekeeping pass (``database.py``); reads skip expired results until then.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import json
 import sqlite3
 from collections.abc import Sequence
 
-from .._sqlite_db import (
+from ...message import GroupProgress, ResultRecord, decode_record
+from ..waiting import wait_for_ready_record
+from .database import (
     SQLiteDatabase,
     notify_results,
     now_ms,
@@ -18,8 +20,6 @@ from .._sqlite_db import (
     transaction,
     write_records,
 )
-from ..message import GroupProgress, ResultRecord, decode_record
-from .base import wait_for_ready_record
 
 MIN_POLL_S, MAX_POLL_S = 0.005, 0.25  # get() across processes: a bounded back-off
 

@@ -1,12 +1,12 @@
 """``redis://``, ``rediss://`` and ``redis+sentinel://``: the distributed default broker.
 
 The URL and its options, the connection and the script calls are in
-``redis_connection.py``.
+``connection.py``.
 
-How it works: every operation is one Lua script (``redis_scripts/verb-N.lua``; N is the
+How it works: every operation is one Lua script (``scripts/verb-N.lua``; N is the
 number of KEYS per queue, per record, or in all), loaded once per connection and called
 with EVALSHA, so reserving, acking and renewing a whole batch are one round trip each and
-atomic. Key names live in ``redis_keys.py``. Deadlines use the server's clock. An idle
+atomic. Key names live in ``keys.py``. Deadlines use the server's clock. An idle
 ``reserve`` blocks in BLPOP on per-queue wake lists (publish, release and retry push a
 token) for at most the caller's timeout and the time to the next due eta or lease
 deadline, so it sends no commands while it waits. A dropped connection is retried by
@@ -35,9 +35,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from ..exceptions import DuplicateTaskError
-from ..message import READY_STATES, DeadLetter, Delivery, ResultRecord, encode_record
-from .base import (
+from ...exceptions import DuplicateTaskError
+from ...message import READY_STATES, DeadLetter, Delivery, ResultRecord, encode_record
+from ..contracts import (
     SKIPPED_NOT_FOUND,
     SKIPPED_PENDING,
     BrokerOptions,
@@ -46,9 +46,9 @@ from .base import (
     lost_record,
     max_deliveries_reason,
 )
-from .redis_connection import RedisConnection, new_call_id, parse_url
-from .redis_connection import as_text as _text
-from .redis_keys import Keys, QueueKeys
+from .connection import RedisConnection, new_call_id, parse_url
+from .connection import as_text as _text
+from .keys import Keys, QueueKeys
 
 __all__ = ["RedisBroker", "RedisConnection", "parse_url"]
 

@@ -18,10 +18,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from .._notify import Notifier, wait_for_notice
-from ..exceptions import DuplicateTaskError
-from ..message import DeadLetter, Delivery, ResultRecord
-from .base import (
+from ..._notify import Notifier, wait_for_notice
+from ...exceptions import DuplicateTaskError
+from ...message import DeadLetter, Delivery, ResultRecord
+from ..contracts import (
     SKIPPED_NOT_FOUND,
     SKIPPED_PENDING,
     BrokerOptions,
@@ -209,7 +209,7 @@ class MemoryBroker:
             if m.expired_count >= self.options.max_deliveries:
                 reason = max_deliveries_reason(m.expired_count, self.options.max_deliveries)
                 self._kill(m, reason, now)
-                from ..backends.memory import write_records
+                from .results import write_records
 
                 write_records(st, [lost_record(m.task_id, reason, m.delivery_count)], self.options.result_expires_s)
                 continue
@@ -253,7 +253,7 @@ class MemoryBroker:
                 else:
                     del self.state.messages[d.task_id]
             if results:
-                from ..backends.memory import write_records
+                from .results import write_records
 
                 kept = [r for r in results if r.task_id not in refused]
                 write_records(self.state, kept, self.options.result_expires_s)

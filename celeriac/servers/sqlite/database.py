@@ -28,9 +28,9 @@ from importlib import resources
 from typing import TypeVar
 from urllib.parse import urlparse
 
-from ._notify import Notifier
-from .exceptions import BrokerUnavailable, ConfigurationError
-from .message import READY_STATES, ResultRecord, encode_record
+from ..._notify import Notifier
+from ...exceptions import BrokerUnavailable, ConfigurationError
+from ...message import READY_STATES, ResultRecord, encode_record
 
 T = TypeVar("T")
 
@@ -111,7 +111,7 @@ class SQLiteDatabase:
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             _upgrade_tables(conn)
-            schema = resources.files("celeriac.brokers").joinpath("sqlite_sql/schema.sql").read_text()
+            schema = resources.files("celeriac.servers.sqlite").joinpath("sql/schema.sql").read_text()
             conn.executescript(schema)
             _move_old_dead_letters(conn)
         except (sqlite3.Error, OSError) as exc:

@@ -1,0 +1,209 @@
+"""The contracts every server implements: the broker and the result store.
+
+A message is in exactly one place at a time: scheduled (waiting for its eta, no lease),
+queued, reserved (under a lease held by one worker, fenced by its delivery count), or
+dead-lettered. Acknowledging removes it. The contract suite in ``tests/contract`` holds
+every implementation to these rules.
+
+Result writes carry the fencing token of the delivery that produced them: a store refuses
+a write whose token is lower than the one it holds, so a worker whose lease was taken
+over cannot overwrite the new holder's result. Recording a group member is one idempotent
+step (a set of finished member ids), so chords count each member once however often it
+runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from ..message import DeadLetter, Delivery, GroupProgress, ResultRecord
+
+
+@dataclass(slots=True)
+class OutgoingMessage:
+    task_id: str
+    queue: str
+    body: bytes
+    priority: int = 0  # 0-9, 9 first
+    eta_ms: int | None = None  # None or past: queued now; future: scheduled
+    # Remember the id this long after publishing and refuse it again even once it is done:
+    # follow-up messages (a chain's next step, a chord body) use it so they are enqueued
+    # exactly once, however often the task that sends them runs.
+    unique_for_s: float | None = None
+
+
+@dataclass(slots=True)
+class BrokerOptions:
+    max_deliveries: int = 5
+    events_max: int = 10_000  # the event log keeps about this many of the newest events
+    revoked_ttl_s: float = 86400.0 * 7
+    result_expires_s: float | None = 86400.0
+
+
+# Why ``requeue_dead_letters`` left a task id alone (the values of ``RequeueOutcome.skipped``).
+SKIPPED_PENDING = "pending"  # a message with that id is scheduled, queued or reserved: its dead letters stay
+SKIPPED_NOT_FOUND = "not found"  # no dead letter has that id
+
+
+@dataclass(slots=True)
+class RequeueOutcome:
+    """What ``requeue_dead_letters`` did, per task id (each id at most once)."""
+
+    requeued: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # id -> SKIPPED_PENDING or SKIPPED_NOT_FOUND
+
+
+def max_deliveries_reason(times: int, limit: int) -> str:
+    return (f"its lease ran out {times} times without the task finishing (max_deliveries={limit}); "
+            "it may crash or freeze its worker")
+
+
+def lost_record(task_id: str, reason: str, fencing_token: int) -> ResultRecord:
+    """The FAILURE a dead-lettered task shows, so ``get()`` does not wait for it forever.
+
+    It carries the last delivery's token, so a run after ``celeriac dlq requeue`` (which
+    keeps counting deliveries) replaces it.
+    """
+    import time
+
+    return ResultRecord(task_id=task_id, state="FAILURE", exc_type="celeriac.exceptions.WorkerLostError",
+                        exc_message=reason, date_done_ms=int(time.time() * 1000), fencing_token=fencing_token)
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """Async transport for task messages."""
+
+    url: str
+
+    async def connect(self) -> None:
+        """Open connections and check the server; raise ``BrokerUnavailable`` saying how to fix it."""
+
+    async def close(self) -> None: ...
+
+    async def publish(self, messages: Sequence[OutgoingMessage], *, on_duplicate: str = "error") -> None:
+        """Store messages durably before returning.
+
+        A task id that is already scheduled, queued or reserved, or that was published
+        with ``unique_for_s`` less than that long ago, raises ``DuplicateTaskError``
+        (``on_duplicate="ignore"`` skips it instead). A batch is checked before any of it
+        is written.
+        """
+
+    async def reserve(
+        self, queues: Sequence[str], max_count: int, *, lease_ms: int, worker_id: str, timeout_s: float
+    ) -> list[Delivery]:
+        """Lease up to ``max_count`` messages, highest priority first, then oldest.
+
+        Due scheduled messages count as queued. Leases that ran out are returned to their
+        queue first (or dead-lettered past ``max_deliveries``). With nothing to hand out,
+        wait up to ``timeout_s`` for a message without polling the broker in a tight loop.
+        """
+
+    async def renew(self, deliveries: Sequence[Delivery], lease_ms: int) -> list[str]:
+        """Extend leases in one call; return the ids whose lease this worker no longer holds."""
+
+    async def ack(
+        self, deliveries: Sequence[Delivery], results: Sequence[ResultRecord] = ()
+    ) -> list[str]:
+        """Remove finished messages; return the ids refused because their token is stale.
+
+        ``results`` are written in the same round trip when ``stores_results_with_ack`` is
+        true for the app's result store; otherwise it is empty.
+        """
+
+    async def release(self, deliveries: Sequence[Delivery]) -> list[str]:
+        """Put reserved messages back at the head of their queue now; return refused ids."""
+
+    async def retry(self, delivery: Delivery, body: bytes, eta_ms: int | None) -> bool:
+        """Replace a reserved message by its next attempt (same id) in one step; fenced."""
+
+    async def dead_letter(self, delivery: Delivery, reason: str) -> bool:
+        """Move a reserved message to the dead-letter queue with ``reason``; fenced."""
+
+    async def revoke(self, task_ids: Sequence[str], *, terminate: bool = False) -> None:
+        """Remember ids as revoked for ``revoked_ttl_s``; ``terminate`` also stops running ones."""
+
+    async def revoked_among(self, task_ids: Sequence[str]) -> dict[str, bool]:
+        """The revoked ids among ``task_ids``, each mapped to its ``terminate`` flag."""
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The oldest ``limit`` dead letters, oldest first.
+
+        A task id may have several (it failed, was sent again under the same id, failed
+        again): each is kept and listed, none replaces another.
+        """
+
+    async def requeue_dead_letters(self, task_ids: Sequence[str] | None = None) -> RequeueOutcome:
+        """Put dead letters back on their queue; None means every task id that has one.
+
+        Per task id, only its newest dead letter is requeued (older ones stay listed: one
+        id is never queued twice). It keeps its priority and delivery count (so fencing
+        tokens go on rising) and its run-out leases count from zero. An id with a message
+        scheduled, queued or reserved is skipped and keeps its dead letters.
+        """
+
+    async def purge_dead_letters(self) -> int:
+        """Drop every dead letter; return how many."""
+
+    async def purge(self, queue: str) -> int:
+        """Drop every queued and scheduled message of ``queue``; return how many."""
+
+    async def queue_depths(self) -> dict[str, int]:
+        """Queued-plus-scheduled counts per queue."""
+
+    async def take_rate_token(self, key: str, rate_per_s: float, capacity: float) -> float:
+        """Take one token from the bucket ``key`` shared by every worker.
+
+        Returns 0.0 when a token was taken, else the seconds until one will be free. The
+        bucket refills at ``rate_per_s`` up to ``capacity``, in the broker's clock.
+        """
+
+    async def emit_events(self, events: Sequence[bytes]) -> None:
+        """Append to the capped event log, dropping the oldest past ``events_max``."""
+
+    async def read_events(self, after: str | None = None, limit: int = 1000) -> list[tuple[str, bytes]]:
+        """Events newer than the id ``after`` (oldest first); with None, the newest ``limit``."""
+
+    def stores_results_with_ack(self, store: object) -> bool:
+        """Whether ``ack(results=...)`` can write into ``store`` in the same round trip."""
+
+
+@runtime_checkable
+class ResultStore(Protocol):
+    url: str
+
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def store(self, records: Sequence[ResultRecord]) -> list[str]:
+        """Write records (kept for ``result_expires``); return the ids refused as stale."""
+
+    async def fetch(self, task_id: str) -> ResultRecord | None: ...
+
+    async def fetch_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]: ...
+
+    async def wait_ready(self, task_id: str, timeout_s: float | None) -> ResultRecord | None:
+        """Return the record once it is ready (or at ``timeout_s``, whatever it is then).
+
+        Wakes on a notification where the store has one; otherwise polls with a bounded
+        back-off.
+        """
+
+    async def forget(self, task_id: str) -> None: ...
+
+    async def record_group_member(
+        self, group_id: str, member_id: str, total: int, record: ResultRecord
+    ) -> GroupProgress:
+        """Store ``record`` and add ``member_id`` to the group's finished set, atomically.
+
+        Idempotent: a member recorded twice counts once, and ``is_newly_complete`` is true
+        for exactly one call, the one that made the set reach ``total``.
+        """
+
+    async def save_group(self, group_id: str, member_ids: Sequence[str]) -> None: ...
+
+    async def restore_group(self, group_id: str) -> list[str] | None: ...

@@ -1,0 +1,1 @@
+"""The memory server: its broker, result store and everything built on them."""

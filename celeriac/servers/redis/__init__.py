@@ -1,0 +1,1 @@
+"""The redis server: its broker, result store and everything built on them."""

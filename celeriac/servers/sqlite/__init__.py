@@ -1,0 +1,1 @@
+"""The sqlite server: its broker, result store and everything built on them."""
