@@ -8,7 +8,6 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
 from ._bridge import run_sync
@@ -16,7 +15,8 @@ from .config import Settings
 from .control import Control
 from .exceptions import ConfigurationError, NotRegistered
 from .result import AsyncResult
-from .servers import Broker, BrokerOptions, OutgoingMessage, ResultStore, can_store_results, create_broker, create_store
+from .servers import BrokerOptions, Clients, OutgoingMessage, ResultStore, can_store_results, open_clients
+from .signals import Signal
 
 if TYPE_CHECKING:
     from .task import Task
@@ -28,14 +28,6 @@ logger = logging.getLogger("celeriac.app")
 
 _current_app: Celery | None = None
 _shared_tasks: dict[str, Task[Any, Any]] = {}
-
-
-@dataclass
-class Clients:
-    """The broker and result store one event loop talks through."""
-
-    broker: Broker
-    store: ResultStore | None
 
 
 class Celery:
@@ -75,6 +67,11 @@ class Celery:
         self._clients_lock = threading.Lock()
         self.control = Control(self)
         self._pending_discovery: str | None = None
+        # Celery's app signals; a worker or beat sends the first two once, when it starts.
+        self.on_after_configure = Signal("on_after_configure")
+        self.on_after_finalize = Signal("on_after_finalize")
+        self._finalized = False
+        self._periodic_tasks: list[tuple[str, dict[str, Any], str]] = []  # (name, entry, where added)
         _apps.add(self)
         if set_as_current:
             _current_app = self
@@ -132,6 +129,51 @@ class Celery:
         self.run_pending_discovery()
         for name in [*(self.conf.get("imports") or []), *(self.conf.get("include") or [])]:
             importlib.import_module(name)
+
+    def finalize(self, auto: bool = False) -> list[BaseException]:
+        """Send ``on_after_configure`` and ``on_after_finalize`` once; return what receivers raised.
+
+        Celery sends these as the app is set up; here a worker and beat send them when they
+        start, so receivers that call ``add_periodic_task`` run before beat reads its schedule.
+        """
+        if self._finalized:
+            return []
+        self._finalized = True
+        replies = self.on_after_configure.send(sender=self, source=self.conf)
+        replies += self.on_after_finalize.send(sender=self)
+        return [reply for _, reply in replies if isinstance(reply, BaseException)]
+
+    def add_periodic_task(self, schedule: Any, sig: Any, args: Iterable[Any] = (), kwargs: Any = (),
+                          name: str | None = None, **opts: Any) -> str:
+        """Add a beat entry, as Celery's does: ``app.add_periodic_task(10.0, add.s(2, 2), name="adds")``.
+
+        The entry is checked when beat starts (naming it); returns its name.
+        """
+        from .canvas import Signature
+
+        if isinstance(sig, Signature):
+            if sig.get("subtask_type"):
+                raise ConfigurationError(
+                    f"add_periodic_task({name or sig!r}): beat sends a single task; put the {sig['subtask_type']} "
+                    "in a task and schedule that task")
+            sig = sig.clone(list(args), dict(kwargs or {})) if (args or kwargs) else sig
+            task_name, sig_args, sig_kwargs, options = sig["task"], sig["args"], sig["kwargs"], dict(sig["options"])
+        else:  # a task, or a task's name
+            task_name = sig if isinstance(sig, str) else getattr(sig, "name", str(sig))
+            sig_args, sig_kwargs, options = list(args), dict(kwargs or {}), {}
+            sig = Signature(task_name, sig_args, sig_kwargs)
+        entry: dict[str, Any] = {"task": task_name, "schedule": schedule, "args": list(sig_args),
+                                 "kwargs": dict(sig_kwargs), "options": {**options, **opts}}
+        import sys
+
+        caller = sys._getframe(1)
+        key = name or repr(sig)
+        self._periodic_tasks.append((key, entry, f"{caller.f_code.co_filename}:{caller.f_lineno}"))
+        return key
+
+    def added_periodic_tasks(self) -> list[tuple[str, dict[str, Any], str]]:
+        """``(name, entry, where it was added)`` for each ``add_periodic_task`` call."""
+        return list(self._periodic_tasks)
 
     # --- tasks ----------------------------------------------------------------------
 
@@ -199,10 +241,8 @@ class Celery:
 
     def new_clients(self) -> Clients:
         """Fresh, unconnected clients (the lease keeper's thread has its own)."""
-        broker = create_broker(self.conf.broker(), self.broker_options())
-        store_url = self.result_backend_url()
-        store = create_store(store_url, self.conf.result_expires_s(), broker) if store_url else None
-        return Clients(broker, store)
+        return open_clients(self.conf.broker(), self.result_backend_url(), self.broker_options(),
+                            self.conf.result_expires_s())
 
     async def clients(self) -> Clients:
         """The connected clients for the running event loop."""

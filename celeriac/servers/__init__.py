@@ -6,56 +6,34 @@ The tables below are the only place celeriac looks a class up by name.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from ..exceptions import ConfigurationError
-from .contracts import Broker, BrokerOptions, OutgoingMessage, ResultStore
+from .contracts import Broker, BrokerOptions, OutgoingMessage, ResultStore, Server
 
-# scheme: (module, class, the extra that installs its client library)
-BROKERS: dict[str, tuple[str, str, str | None]] = {
-    "memory": ("celeriac.servers.memory.transport", "MemoryBroker", None),
-    "sqlite": ("celeriac.servers.sqlite.transport", "SQLiteBroker", None),
-    "redis": ("celeriac.servers.redis.transport", "RedisBroker", "redis"),
-    "rediss": ("celeriac.servers.redis.transport", "RedisBroker", "redis"),
-    "redis+sentinel": ("celeriac.servers.redis.transport", "RedisBroker", "redis"),
+# scheme: (module, Server class, the extra that installs its client library)
+SERVERS: dict[str, tuple[str, str, str | None]] = {
+    "memory": ("celeriac.servers.memory", "MemoryServer", None),
+    "sqlite": ("celeriac.servers.sqlite", "SQLiteServer", None),
+    "redis": ("celeriac.servers.redis", "RedisServer", "redis"),
+    "rediss": ("celeriac.servers.redis", "RedisServer", "redis"),
+    "redis+sentinel": ("celeriac.servers.redis", "RedisServer", "redis"),
+    "django": ("celeriac.contrib.django.server", "DjangoServer", "django"),
 }
+BROKERS = {scheme: entry for scheme, entry in SERVERS.items() if scheme != "django"}
+STORES = SERVERS
 
 
-STORES: dict[str, tuple[str, str, str | None]] = {
-    "memory": ("celeriac.servers.memory.results", "MemoryResultStore", None),
-    "sqlite": ("celeriac.servers.sqlite.results", "SQLiteResultStore", None),
-    "redis": ("celeriac.servers.redis.results", "RedisResultStore", "redis"),
-    "rediss": ("celeriac.servers.redis.results", "RedisResultStore", "redis"),
-    "redis+sentinel": ("celeriac.servers.redis.results", "RedisResultStore", "redis"),
-    "django": ("celeriac.backends.django", "DjangoResultStore", "django"),
-}
-
-
-def can_store_results(url: str) -> bool:
-    return url.split(":", 1)[0] in STORES
-
-
-def create_store(url: str, expires_s: float | None, broker: Any = None) -> ResultStore:
-    """Build the store; it shares the broker's connection when both name the same server."""
-    cls = load_class(STORES, url, "result backend")
-    shared = getattr(broker, "shared_connection_for", None)
-    if broker is not None and getattr(broker, "url", None) == url and shared is not None:
-        store: ResultStore = cls(url, expires_s, shared())
-    else:
-        store = cls(url, expires_s)
-    return store
-
-
-
-def load_class(table: dict[str, tuple[str, str, str | None]], url: str, what: str) -> type:
+def open_server(url: str, what: str = "broker") -> Server:
+    """The server ``url`` names; ``what`` (broker, result backend) names it in errors."""
     scheme = urlparse(url).scheme
-    if scheme not in table:
-        known = ", ".join(sorted(table))
+    if scheme not in SERVERS:
+        known = ", ".join(sorted(SERVERS))
         raise ConfigurationError(
             f"{what} URL scheme {scheme!r} (in {url!r}) is unknown; expected one of {known}"
         )
-    module_name, class_name, extra = table[scheme]
+    module_name, class_name, extra = SERVERS[scheme]
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -65,14 +43,45 @@ def load_class(table: dict[str, tuple[str, str, str | None]], url: str, what: st
             f"the {scheme}:// {what} needs the {exc.name!r} package; install it with "
             f"pip install 'celeriac[{extra}]'"
         ) from exc
-    cls: type = getattr(module, class_name)
-    return cls
+    server: Server = getattr(module, class_name)(url)
+    return server
+
+
+@dataclass
+class Clients:
+    """The broker and result store one event loop talks through."""
+
+    broker: Broker
+    store: ResultStore | None
+    # Whether broker.ack(results=...) writes into ``store`` in the same round trip.
+    acks_carry_results: bool = False
+
+
+def open_clients(broker_url: str, store_url: str | None, options: BrokerOptions,
+                 expires_s: float | None) -> Clients:
+    """Unconnected clients; a store on the broker's own server shares its connection."""
+    server = open_server(broker_url)
+    broker = server.transport(options)
+    if not store_url:
+        return Clients(broker, None)
+    if server.holds(store_url):
+        return Clients(broker, server.results(expires_s), server.acks_carry_results)
+    return Clients(broker, open_server(store_url, "result backend").results(expires_s))
+
+
+def can_store_results(url: str) -> bool:
+    return url.split(":", 1)[0] in SERVERS
 
 
 def create_broker(url: str, options: BrokerOptions) -> Broker:
-    broker: Broker = load_class(BROKERS, url, "broker")(url, options)
+    broker: Broker = open_server(url).transport(options)
     return broker
 
 
-__all__ = ["BROKERS", "STORES", "Broker", "BrokerOptions", "OutgoingMessage", "ResultStore", "can_store_results",
-           "create_broker", "create_store", "load_class"]
+def create_store(url: str, expires_s: float | None) -> ResultStore:
+    store: ResultStore = open_server(url, "result backend").results(expires_s)
+    return store
+
+
+__all__ = ["BROKERS", "SERVERS", "STORES", "Broker", "BrokerOptions", "Clients", "OutgoingMessage", "ResultStore",
+           "Server", "can_store_results", "create_broker", "create_store", "open_clients", "open_server"]

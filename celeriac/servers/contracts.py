@@ -110,8 +110,9 @@ class Broker(Protocol):
     ) -> list[str]:
         """Remove finished messages; return the ids refused because their token is stale.
 
-        ``results`` are written in the same round trip when ``stores_results_with_ack`` is
-        true for the app's result store; otherwise it is empty.
+        ``results`` are written in the same round trip when the app's result store is on
+        this broker's server and the server's ``acks_carry_results`` is true; otherwise
+        it is empty.
         """
 
     async def release(self, deliveries: Sequence[Delivery]) -> list[str]:
@@ -167,8 +168,6 @@ class Broker(Protocol):
     async def read_events(self, after: str | None = None, limit: int = 1000) -> list[tuple[str, bytes]]:
         """Events newer than the id ``after`` (oldest first); with None, the newest ``limit``."""
 
-    def stores_results_with_ack(self, store: object) -> bool:
-        """Whether ``ack(results=...)`` can write into ``store`` in the same round trip."""
 
 
 @runtime_checkable
@@ -207,3 +206,23 @@ class ResultStore(Protocol):
     async def save_group(self, group_id: str, member_ids: Sequence[str]) -> None: ...
 
     async def restore_group(self, group_id: str) -> list[str] | None: ...
+
+
+@runtime_checkable
+class Server(Protocol):
+    """One server, opened from its URL: it hands out the roles it supports.
+
+    A broker and a result store it hands out share its connection, and its class says
+    whether an ack and the results written with it are one round trip.
+    """
+
+    url: str
+    acks_carry_results: bool  # whether transport().ack(results=...) writes into results()
+
+    def holds(self, url: str) -> bool:
+        """Whether ``url`` names this server's data (then ``results()`` serves it)."""
+
+    def transport(self, options: BrokerOptions) -> Broker:
+        """The broker role; raises ``ConfigurationError`` where the server holds results only."""
+
+    def results(self, expires_s: float | None) -> ResultStore: ...

@@ -25,11 +25,14 @@ RETRY_PAUSE_S = 0.5
 
 
 class CompletionBuffer:
-    def __init__(self, broker: Broker, store: ResultStore | None, keeper: LeaseKeeper) -> None:
+    def __init__(self, broker: Broker, store: ResultStore | None, keeper: LeaseKeeper,
+                 acks_carry_results: bool = False) -> None:
         self.broker = broker
         self.store = store
         self.keeper = keeper
-        self.writes_results_with_ack = store is not None and broker.stores_results_with_ack(store)
+        # Whether broker.ack(results=...) writes into the store in the same round trip: the
+        # store is on the broker's server and that server says so (servers/<name>/__init__.py).
+        self.writes_results_with_ack = store is not None and acks_carry_results
         self._acks: list[Delivery] = []
         self._ack_results: list[ResultRecord] = []
         self._results: list[ResultRecord] = []  # written without an ack: STARTED, RETRY, REVOKED

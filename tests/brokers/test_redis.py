@@ -21,7 +21,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from celeriac.exceptions import BrokerUnavailable, ConfigurationError
 from celeriac.message import READY_STATES, STARTED, SUCCESS, ResultRecord
-from celeriac.servers import BrokerOptions, OutgoingMessage, create_broker, create_store
+from celeriac.servers import BrokerOptions, OutgoingMessage, create_broker, open_clients, open_server
 from celeriac.servers.redis.keys import Keys, QueueKeys
 from celeriac.servers.redis.results import RedisResultStore
 from celeriac.servers.redis.transport import RedisBroker, parse_url
@@ -313,12 +313,13 @@ def test_result_record_field_order_matches_result_lua() -> None:
 async def test_ack_writes_results_in_the_same_call_but_not_for_refused_acks(
     redis_url: str, raw: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    broker = create_broker(redis_url, BrokerOptions(result_expires_s=60))
-    store = create_store(redis_url, 60, broker)
+    server = open_server(redis_url)
+    broker, store = server.transport(BrokerOptions(result_expires_s=60)), server.results(60)
     await broker.connect()
     await store.connect()
     try:
-        assert isinstance(store, RedisResultStore) and broker.stores_results_with_ack(store)
+        assert isinstance(store, RedisResultStore) and server.acks_carry_results
+        assert isinstance(broker, RedisBroker) and store.connection is broker.connection
         await broker.publish([msg("x")])
         [first] = await broker.reserve(["q"], 1, lease_ms=50, worker_id="w1", timeout_s=0)
         await asyncio.sleep(0.1)
@@ -346,11 +347,14 @@ async def test_ack_writes_results_in_the_same_call_but_not_for_refused_acks(
 
 
 async def test_a_store_on_another_prefix_is_not_written_by_acks(redis_url: str) -> None:
-    broker = RedisBroker(redis_url)
-    other = RedisResultStore(redis_url.replace("key_prefix=", "key_prefix=other-"))
-    same = RedisResultStore(redis_url)
-    assert not broker.stores_results_with_ack(other)
-    assert broker.stores_results_with_ack(same)
+    other_url = redis_url.replace("key_prefix=", "key_prefix=other-")
+    server = open_server(redis_url)
+    assert not server.holds(other_url)
+    assert server.holds(redis_url)
+    clients = open_clients(redis_url, other_url, BrokerOptions(), 60)
+    assert not clients.acks_carry_results and clients.store is not None
+    assert clients.store.connection is not clients.broker.connection  # type: ignore[attr-defined]
+    assert open_clients(redis_url, redis_url, BrokerOptions(), 60).acks_carry_results
 
 
 async def test_records_expire(redis_url: str, raw: aioredis.Redis) -> None:
@@ -392,7 +396,7 @@ async def test_waiters_share_one_pubsub_connection(redis_url: str, raw: aioredis
 
 async def test_a_task_whose_leases_keep_running_out_fails_visibly(redis_url: str, raw: aioredis.Redis) -> None:
     broker = RedisBroker(redis_url, BrokerOptions(max_deliveries=2, result_expires_s=60))
-    store = RedisResultStore(redis_url, 60, broker.shared_connection_for())
+    store = RedisResultStore(redis_url, 60, broker.connection)
     await broker.connect()
     await store.connect()
     try:

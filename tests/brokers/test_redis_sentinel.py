@@ -15,7 +15,7 @@ import pytest
 
 from celeriac import Celery
 from celeriac.message import SUCCESS, ResultRecord
-from celeriac.servers import BrokerOptions, OutgoingMessage, create_broker, create_store
+from celeriac.servers import BrokerOptions, OutgoingMessage, open_server
 
 from ..conftest import IN_CI
 from ..own_redis import OwnRedis
@@ -44,8 +44,8 @@ def sentinel_url(tmp_path: Path) -> Iterator[str]:
 
 
 async def test_broker_and_store_reach_the_master_through_sentinel(sentinel_url: str) -> None:
-    broker = create_broker(sentinel_url, BrokerOptions())
-    store = create_store(sentinel_url, 60.0, broker)
+    server = open_server(sentinel_url)
+    broker, store = server.transport(BrokerOptions()), server.results(60.0)
     await broker.connect()
     await store.connect()
     try:

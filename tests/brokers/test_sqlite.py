@@ -37,7 +37,7 @@ async def broker(path: str) -> AsyncIterator[SQLiteBroker]:
 
 @pytest.fixture
 async def store(broker: SQLiteBroker) -> AsyncIterator[SQLiteResultStore]:
-    s = SQLiteResultStore(broker.url, EXPIRES_S, broker.shared_connection_for())
+    s = SQLiteResultStore(broker.url, EXPIRES_S, broker.db)
     await s.connect()
     yield s
     await s.close()

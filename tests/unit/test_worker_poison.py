@@ -186,7 +186,6 @@ async def test_warm_shutdown_ends_although_acks_cannot_be_written(
         raise ConnectionError("broker gone")
 
     monkeypatch.setattr(broker, "ack", ack_fails)
-    monkeypatch.setattr(broker, "stores_results_with_ack", lambda store: True)
     app.tasks["proj.echo"].delay(1)
     worker = Worker(app, handle_signals=False)
     running = asyncio.create_task(worker.run())

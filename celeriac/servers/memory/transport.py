@@ -95,9 +95,6 @@ class MemoryBroker:
     async def close(self) -> None:
         return None
 
-    def stores_results_with_ack(self, store: object) -> bool:
-        return getattr(store, "state", None) is self.state
-
     # --- publishing -------------------------------------------------------------------
 
     async def publish(self, messages: Sequence[OutgoingMessage], *, on_duplicate: str = "error") -> None:

@@ -32,11 +32,11 @@ FETCH_CHUNK = 1000  # ids per MGET
 
 class RedisResultStore:
     def __init__(
-        self, url: str, expires_s: float | None = 86400.0, shared_connection: RedisConnection | None = None
+        self, url: str, expires_s: float | None = 86400.0, connection: RedisConnection | None = None
     ) -> None:
         self.url = url
         self.expires_s = expires_s
-        self.connection = shared_connection if shared_connection is not None else RedisConnection(url)
+        self.connection = connection if connection is not None else RedisConnection(url)
         self.keys = self.connection.keys
         self._is_open = False
         self._notices: ReadyNotices | None = None

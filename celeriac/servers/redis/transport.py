@@ -109,10 +109,12 @@ def expires_ms(expires_s: float | None) -> int:
 
 
 class RedisBroker:
-    def __init__(self, url: str, options: BrokerOptions | None = None) -> None:
+    def __init__(
+        self, url: str, options: BrokerOptions | None = None, connection: RedisConnection | None = None
+    ) -> None:
         self.url = url
         self.options = options or BrokerOptions()
-        self.connection = RedisConnection(url)
+        self.connection = connection or RedisConnection(url)
         self.keys = self.connection.keys
         self._is_open = False
         self._registered_queues: set[str] = set()
@@ -128,14 +130,6 @@ class RedisBroker:
         if self._is_open:
             self._is_open = False
             await self.connection.close()
-
-    def stores_results_with_ack(self, store: object) -> bool:
-        other = getattr(store, "connection", None)
-        return isinstance(other, RedisConnection) and other.target.data_id == self.connection.target.data_id
-
-    def shared_connection_for(self) -> RedisConnection:
-        """The connection a result store on the same URL uses, so acks and results share a call."""
-        return self.connection
 
     # --- publishing -------------------------------------------------------------------
 

@@ -41,24 +41,17 @@ MIN_IDLE_POLL_S = 0.002
 
 
 class SQLiteBroker:
-    def __init__(self, url: str, options: BrokerOptions | None = None) -> None:
+    def __init__(self, url: str, options: BrokerOptions | None = None, db: SQLiteDatabase | None = None) -> None:
         self.url = url
         self.options = options or BrokerOptions()
         self.path = path_from_url(url)
-        self.db = SQLiteDatabase(self.path)
+        self.db = db or SQLiteDatabase(self.path)
 
     async def connect(self) -> None:
         await self.db.open()
 
     async def close(self) -> None:
         await self.db.close()
-
-    def stores_results_with_ack(self, store: object) -> bool:
-        return getattr(store, "db", None) is self.db
-
-    def shared_connection_for(self) -> SQLiteDatabase:
-        """The connection a result store on the same file uses, so ack and result commit together."""
-        return self.db
 
     # --- publishing -------------------------------------------------------------------
 
