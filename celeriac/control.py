@@ -6,17 +6,15 @@ There is no broadcast channel: a revoke is a set entry every worker checks, and
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from . import ops
 from ._bridge import run_sync
-from .events import WORKER_HEARTBEAT, WORKER_OFFLINE, WORKER_ONLINE, Event, decode_event
+from .events import Event
 
 if TYPE_CHECKING:
     from .app import Celery
-
-SCAN_EVENTS = 5000
 
 
 class Control:
@@ -30,8 +28,7 @@ class Control:
         run_sync(self.arevoke(ids, terminate=terminate))
 
     async def arevoke(self, task_ids: Iterable[str], terminate: bool = False) -> None:
-        broker = (await self.app.clients()).broker
-        await broker.revoke(list(task_ids), terminate=terminate)
+        await ops.revoke(self.app, list(task_ids), terminate=terminate)
 
     def inspect(self, timeout: float = 1.0, destination: Iterable[str] | None = None) -> Inspect:
         return Inspect(self.app, destination)
@@ -49,18 +46,7 @@ class Inspect:
 
     async def aworkers(self) -> dict[str, Event]:
         """The newest heartbeat of each worker seen alive within three heartbeat periods."""
-        broker = (await self.app.clients()).broker
-        newest: dict[str, Event] = {}
-        for _, raw in await broker.read_events(None, SCAN_EVENTS):
-            event = decode_event(raw)
-            if event.type in (WORKER_HEARTBEAT, WORKER_ONLINE, WORKER_OFFLINE):
-                newest[event.hostname] = event
-        stale_before = time.time() - 3 * float(self.app.conf.worker_heartbeat_seconds)
-        return {
-            host: event for host, event in newest.items()
-            if event.type != WORKER_OFFLINE and event.ts >= stale_before
-            and (self.destination is None or host in self.destination)
-        }
+        return await ops.live_workers(self.app, self.destination)
 
     def workers(self) -> dict[str, Event]:
         return run_sync(self.aworkers())

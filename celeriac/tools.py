@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import click
 
+from . import ops
+
 T = TypeVar("T")
 
 
@@ -42,11 +44,7 @@ def dlq() -> None:
 def dlq_list(ctx: click.Context, limit: int, as_json: bool) -> None:
     app = _app(ctx)
 
-    async def fetch() -> list[Any]:
-        letters: list[Any] = await (await app.clients()).broker.dead_letters(limit)
-        return letters
-
-    letters = _run(fetch())
+    letters = _run(ops.dead_letters(app, limit))
     if as_json:
         click.echo(json.dumps([{"task_id": d.task_id, "queue": d.queue, "reason": d.reason,
                                 "failed_at_ms": d.failed_at_ms, "delivery_count": d.delivery_count,
@@ -78,21 +76,16 @@ def dlq_requeue(ctx: click.Context, task_ids: tuple[str, ...], everything: bool)
     """
     if not task_ids and not everything:
         raise click.UsageError("name task ids to requeue, or pass --all")
-    from .servers.contracts import SKIPPED_NOT_FOUND, SKIPPED_PENDING, RequeueOutcome
+    from .servers.contracts import SKIPPED_NOT_FOUND, SKIPPED_PENDING
 
     app = _app(ctx)
-
-    async def requeue() -> RequeueOutcome:
-        outcome: RequeueOutcome = await (await app.clients()).broker.requeue_dead_letters(
-            None if everything else list(task_ids))
-        return outcome
 
     explained = {
         SKIPPED_PENDING: "a message with this id is scheduled, queued or running, so its dead letter "
                          "is kept (requeue it once that message is done, or purge it)",
         SKIPPED_NOT_FOUND: "no dead letter has this id",
     }
-    outcome = _run(requeue())
+    outcome = _run(ops.requeue_dead_letters(app, None if everything else list(task_ids)))
     done = outcome.requeued
     click.echo(f"requeued {len(done)} messages" + (f": {', '.join(done)}" if done and not everything else ""))
     for task_id, why in outcome.skipped.items():
@@ -109,11 +102,7 @@ def dlq_purge(ctx: click.Context, force: bool) -> None:
         click.confirm("Delete every dead letter?", abort=True)
     app = _app(ctx)
 
-    async def purge() -> int:
-        count: int = await (await app.clients()).broker.purge_dead_letters()
-        return count
-
-    click.echo(f"deleted {_run(purge())} dead letters")
+    click.echo(f"deleted {_run(ops.purge_dead_letters(app))} dead letters")
 
 
 @click.command("purge")
@@ -127,11 +116,7 @@ def purge(ctx: click.Context, queues: str | None, force: bool) -> None:
     if not force:
         click.confirm(f"Delete every waiting message in {', '.join(names)}?", abort=True)
 
-    async def run() -> int:
-        broker = (await app.clients()).broker
-        return sum([await broker.purge(name) for name in names])
-
-    click.echo(f"purged {_run(run())} messages from {', '.join(names)}")
+    click.echo(f"purged {_run(ops.purge_queues(app, names))} messages from {', '.join(names)}")
 
 
 @click.command("queues")
@@ -141,11 +126,7 @@ def queues(ctx: click.Context, as_json: bool) -> None:
     """Waiting messages per queue (queued and scheduled)."""
     app = _app(ctx)
 
-    async def run() -> dict[str, int]:
-        depths: dict[str, int] = await (await app.clients()).broker.queue_depths()
-        return depths
-
-    depths = _run(run())
+    depths = _run(ops.queue_depths(app))
     if as_json:
         click.echo(json.dumps(depths))
         return
@@ -210,8 +191,7 @@ def events(ctx: click.Context, follow: bool, limit: int, as_json: bool) -> None:
     app = _app(ctx)
 
     async def run() -> None:
-        broker = (await app.clients()).broker
-        batch = await broker.read_events(None, limit)
+        batch = await ops.read_events(app, None, limit)
         while True:
             for _, raw in batch:
                 event = decode_event(raw)
@@ -227,7 +207,7 @@ def events(ctx: click.Context, follow: bool, limit: int, as_json: bool) -> None:
                 return
             last = batch[-1][0] if batch else None
             await asyncio.sleep(0.5)
-            batch = await broker.read_events(last, 1000) if last else await broker.read_events(None, limit)
+            batch = await ops.read_events(app, last, 1000) if last else await ops.read_events(app, None, limit)
 
     with contextlib.suppress(KeyboardInterrupt):
         _run(run())

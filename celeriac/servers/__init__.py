@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from ..exceptions import ConfigurationError
-from .contracts import Broker, BrokerOptions, OutgoingMessage, ResultStore, Server
+from .contracts import Broker, BrokerOptions, ControlStore, OutgoingMessage, QueueAdmin, ResultStore, Server, Transport
 
 # scheme: (module, Server class, the extra that installs its client library)
 SERVERS: dict[str, tuple[str, str, str | None]] = {
@@ -49,10 +49,12 @@ def open_server(url: str, what: str = "broker") -> Server:
 
 @dataclass
 class Clients:
-    """The broker and result store one event loop talks through."""
+    """The roles one event loop talks through, each typed as narrowly as its users need."""
 
-    broker: Broker
+    broker: Transport
     store: ResultStore | None
+    control: ControlStore
+    admin: QueueAdmin
     # Whether broker.ack(results=...) writes into ``store`` in the same round trip.
     acks_carry_results: bool = False
 
@@ -61,12 +63,14 @@ def open_clients(broker_url: str, store_url: str | None, options: BrokerOptions,
                  expires_s: float | None) -> Clients:
     """Unconnected clients; a store on the broker's own server shares its connection."""
     server = open_server(broker_url)
+    # Every broker today keeps the control state and queue admin beside its messages, on
+    # the same connection; a transport-only server (AMQP) will take them from the store's.
     broker = server.transport(options)
     if not store_url:
-        return Clients(broker, None)
+        return Clients(broker, None, broker, broker)
     if server.holds(store_url):
-        return Clients(broker, server.results(expires_s), server.acks_carry_results)
-    return Clients(broker, open_server(store_url, "result backend").results(expires_s))
+        return Clients(broker, server.results(expires_s), broker, broker, server.acks_carry_results)
+    return Clients(broker, open_server(store_url, "result backend").results(expires_s), broker, broker)
 
 
 def can_store_results(url: str) -> bool:
@@ -83,5 +87,6 @@ def create_store(url: str, expires_s: float | None) -> ResultStore:
     return store
 
 
-__all__ = ["BROKERS", "SERVERS", "STORES", "Broker", "BrokerOptions", "Clients", "OutgoingMessage", "ResultStore",
-           "Server", "can_store_results", "create_broker", "create_store", "open_clients", "open_server"]
+__all__ = ["BROKERS", "SERVERS", "STORES", "Broker", "BrokerOptions", "Clients", "ControlStore", "OutgoingMessage",
+           "QueueAdmin", "ResultStore", "Server", "Transport", "can_store_results", "create_broker", "create_store",
+           "open_clients", "open_server"]

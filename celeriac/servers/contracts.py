@@ -73,8 +73,8 @@ def lost_record(task_id: str, reason: str, fencing_token: int) -> ResultRecord:
 
 
 @runtime_checkable
-class Broker(Protocol):
-    """Async transport for task messages."""
+class Transport(Protocol):
+    """Moving messages: what every broker does, and nothing more."""
 
     url: str
 
@@ -124,11 +124,38 @@ class Broker(Protocol):
     async def dead_letter(self, delivery: Delivery, reason: str) -> bool:
         """Move a reserved message to the dead-letter queue with ``reason``; fenced."""
 
+
+@runtime_checkable
+class ControlStore(Protocol):
+    """State the workers share beside the messages: revoked ids, rate limits, the event log.
+
+    "Remember this id until T" is part of the transport's publish (``unique_for_s``),
+    because it must be one atomic step with the enqueue.
+    """
+
     async def revoke(self, task_ids: Sequence[str], *, terminate: bool = False) -> None:
         """Remember ids as revoked for ``revoked_ttl_s``; ``terminate`` also stops running ones."""
 
     async def revoked_among(self, task_ids: Sequence[str]) -> dict[str, bool]:
         """The revoked ids among ``task_ids``, each mapped to its ``terminate`` flag."""
+
+    async def take_rate_token(self, key: str, rate_per_s: float, capacity: float) -> float:
+        """Take one token from the bucket ``key`` shared by every worker.
+
+        Returns 0.0 when a token was taken, else the seconds until one will be free. The
+        bucket refills at ``rate_per_s`` up to ``capacity``, in the broker's clock.
+        """
+
+    async def emit_events(self, events: Sequence[bytes]) -> None:
+        """Append to the capped event log, dropping the oldest past ``events_max``."""
+
+    async def read_events(self, after: str | None = None, limit: int = 1000) -> list[tuple[str, bytes]]:
+        """Events newer than the id ``after`` (oldest first); with None, the newest ``limit``."""
+
+
+@runtime_checkable
+class QueueAdmin(Protocol):
+    """The reads and actions on queues that ``ops.py`` (the CLI, the dashboard) is built on."""
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The oldest ``limit`` dead letters, oldest first.
@@ -155,19 +182,11 @@ class Broker(Protocol):
     async def queue_depths(self) -> dict[str, int]:
         """Queued-plus-scheduled counts per queue."""
 
-    async def take_rate_token(self, key: str, rate_per_s: float, capacity: float) -> float:
-        """Take one token from the bucket ``key`` shared by every worker.
 
-        Returns 0.0 when a token was taken, else the seconds until one will be free. The
-        bucket refills at ``rate_per_s`` up to ``capacity``, in the broker's clock.
-        """
-
-    async def emit_events(self, events: Sequence[bytes]) -> None:
-        """Append to the capped event log, dropping the oldest past ``events_max``."""
-
-    async def read_events(self, after: str | None = None, limit: int = 1000) -> list[tuple[str, bytes]]:
-        """Events newer than the id ``after`` (oldest first); with None, the newest ``limit``."""
-
+@runtime_checkable
+class Broker(Transport, ControlStore, QueueAdmin, Protocol):
+    """A server that carries messages and keeps the control state and queue admin beside them
+    (memory, SQLite, Redis)."""
 
 
 @runtime_checkable
@@ -223,6 +242,7 @@ class Server(Protocol):
         """Whether ``url`` names this server's data (then ``results()`` serves it)."""
 
     def transport(self, options: BrokerOptions) -> Broker:
-        """The broker role; raises ``ConfigurationError`` where the server holds results only."""
+        """The broker role, with its control state and queue admin; raises
+        ``ConfigurationError`` where the server holds results only."""
 
     def results(self, expires_s: float | None) -> ResultStore: ...

@@ -16,7 +16,7 @@ import logging
 
 from ..message import FAILURE, Delivery, ResultRecord, encode_record
 from ..serialization import safe_text
-from ..servers.contracts import Broker, ResultStore
+from ..servers.contracts import ControlStore, ResultStore, Transport
 from .lease import LeaseKeeper
 
 logger = logging.getLogger("celeriac.worker")
@@ -25,9 +25,10 @@ RETRY_PAUSE_S = 0.5
 
 
 class CompletionBuffer:
-    def __init__(self, broker: Broker, store: ResultStore | None, keeper: LeaseKeeper,
+    def __init__(self, broker: Transport, control: ControlStore, store: ResultStore | None, keeper: LeaseKeeper,
                  acks_carry_results: bool = False) -> None:
         self.broker = broker
+        self.control = control  # where the events go
         self.store = store
         self.keeper = keeper
         # Whether broker.ack(results=...) writes into the store in the same round trip: the
@@ -84,7 +85,7 @@ class CompletionBuffer:
         if self._events:
             events, self._events = self._events, []
             try:
-                await self.broker.emit_events(events)
+                await self.control.emit_events(events)
             except Exception as exc:
                 logger.warning("could not write %d events at shutdown: %s", len(events), exc)
         if self._task is not None:
@@ -117,7 +118,7 @@ class CompletionBuffer:
                 continue
             if events:
                 try:
-                    await self.broker.emit_events(events)
+                    await self.control.emit_events(events)
                 except Exception as exc:  # events are a view for people: never hold acks back
                     logger.debug("dropped %d events: %s", len(events), exc)
             if not (self._acks or self._results):

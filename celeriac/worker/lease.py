@@ -16,14 +16,15 @@ import time
 from collections.abc import Callable
 
 from ..message import Delivery
-from ..servers.contracts import Broker
+from ..servers import Clients
+from ..servers.contracts import Transport
 
 logger = logging.getLogger("celeriac.worker.lease")
 
 
 class LeaseKeeper:
     def __init__(
-        self, broker_factory: Callable[[], Broker], lease_s: float,
+        self, clients_factory: Callable[[], Clients], lease_s: float,
         on_lost: Callable[[list[str], str], None],
         on_revoked: Callable[[dict[str, bool]], None] | None = None,
         heartbeat: Callable[[], bytes] | None = None, heartbeat_s: float = 2.0,
@@ -32,7 +33,7 @@ class LeaseKeeper:
         self.on_crash = on_crash  # called from the keeper's thread if it ends by an error
         self.heartbeat = heartbeat
         self.heartbeat_s = heartbeat_s
-        self.broker_factory = broker_factory
+        self.clients_factory = clients_factory
         self.lease_s = lease_s
         self.on_lost = on_lost  # called from the keeper's thread with ids and a reason
         self.on_revoked = on_revoked
@@ -75,7 +76,9 @@ class LeaseKeeper:
                 self.on_crash(exc)
 
     async def _keep(self) -> None:
-        broker = self.broker_factory()
+        clients = self.clients_factory()
+        # Its own connection: the transport, and the control state kept beside it.
+        broker, control = clients.broker, clients.control
         interval_s = self.lease_s / 3
         tick_s = min(interval_s, self.heartbeat_s) if self.heartbeat else interval_s
         lease_ms = int(self.lease_s * 1000)
@@ -86,7 +89,7 @@ class LeaseKeeper:
             while not self._stop.wait(tick_s):
                 if self.heartbeat is not None:
                     try:
-                        await broker.emit_events([self.heartbeat()])
+                        await control.emit_events([self.heartbeat()])
                     except Exception as exc:
                         logger.debug("heartbeat not sent: %s", exc)
                 if time.monotonic() < next_renewal:
@@ -98,7 +101,7 @@ class LeaseKeeper:
                     continue
                 try:
                     lost = await broker.renew(held, lease_ms)
-                    revoked = await broker.revoked_among([d.task_id for d in held])
+                    revoked = await control.revoked_among([d.task_id for d in held])
                 except Exception as exc:
                     now = time.monotonic()
                     if failing_since is None:
@@ -120,7 +123,7 @@ class LeaseKeeper:
         finally:
             await broker.close()
 
-    async def _connect(self, broker: Broker, retry_s: float) -> None:
+    async def _connect(self, broker: Transport, retry_s: float) -> None:
         """Connect, retrying while the broker is away (the worker's own loop retries too)."""
         while True:
             try:

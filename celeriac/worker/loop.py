@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from .. import signals
+from ..servers.contracts import lost_record
 from ..context import Request
 from ..events import (
     TASK_FAILED,
@@ -49,8 +50,7 @@ from ..message import (
     encode_envelope,
     now_ms,
 )
-from ..serialization import check_args, dumps_pickle, safe_text, to_wire
-from ..servers.contracts import lost_record
+from ..serialization import check_args, dumps_pickle, safe_text
 from ..task import Task, outcome_record
 from .completion import CompletionBuffer
 from .followups import FollowUps
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("celeriac.worker")
 
-IDLE_RESERVE_TIMEOUT_S = 0.2
+IDLE_RESERVE_TIMEOUT_S = 1.0
 # A warm shutdown waits this long, after running tasks end, for the last acks and
 # results to be written (and as long again for the rest of its clean-up), so it ends
 # within its timeout plus a few seconds even when the broker is gone.
@@ -137,15 +137,17 @@ class Worker:
         self._install_signal_handlers(loop)
         clients = await self.app.clients()
         self.broker, self.store = clients.broker, clients.store
+        self.control, self.admin = clients.control, clients.admin
         self.keeper = LeaseKeeper(
-            lambda: self.app.new_clients().broker, self.lease_s,
+            self.app.new_clients, self.lease_s,
             on_lost=lambda ids, why: _call_soon(loop, self._on_leases_lost, ids, why),
             on_revoked=lambda found: _call_soon(loop, self._on_revoked, found),
             on_crash=lambda exc: _call_soon(loop, self._part_failed, "the lease keeper", exc),
             heartbeat=self._heartbeat if self.sends_events else None, heartbeat_s=self.heartbeat_s,
         )
         self.keeper.start()
-        self.completion = CompletionBuffer(self.broker, self.store, self.keeper, clients.acks_carry_results)
+        self.completion = CompletionBuffer(self.broker, self.control, self.store, self.keeper,
+                                           clients.acks_carry_results)
         self.followups = FollowUps(self.app, self.store)
         self._supervise(self.completion.start(), "the ack and result flusher")
         # The ready line is a banner, printed whatever the log level (as Celery's is):
@@ -156,7 +158,7 @@ class Worker:
             file=sys.stderr, flush=True,
         )
         if self.sends_events:
-            await self.broker.emit_events([self._worker_event(WORKER_ONLINE)])
+            await self.control.emit_events([self._worker_event(WORKER_ONLINE)])
         signals.worker_ready.send(sender=self)
         self.ready.set()
         fetcher = self._supervise(asyncio.create_task(self._fetch_loop(), name="celeriac-fetcher"),
@@ -269,7 +271,7 @@ class Worker:
 
     async def _has_waiting(self) -> bool:
         """Whether our queues hold queued or scheduled messages (for --until-empty)."""
-        depths = await self.broker.queue_depths()
+        depths = await self.admin.queue_depths()
         return any(depths.get(queue) for queue in self.queues)
 
     async def _release_unstarted(self, reserving: asyncio.Task[list[Delivery]]) -> None:
@@ -303,7 +305,7 @@ class Worker:
             unchecked = [d.task_id for d in deliveries if d.is_revoked is None]
             revoked = {d.task_id: False for d in deliveries if d.is_revoked}
             if unchecked:
-                revoked.update(await self.broker.revoked_among(unchecked))
+                revoked.update(await self.control.revoked_among(unchecked))
         except Exception as exc:
             # The broker went away after handing these out. Run them: their acks and
             # results wait in the completion buffer until it is back.
@@ -346,10 +348,10 @@ class Worker:
     async def _start(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any],
                      revoked: dict[str, bool], now: int) -> None:
         if delivery.task_id in revoked:
-            self._finish_unrun(delivery, envelope, task, "revoked before it started")
+            self._finish_unrun(delivery, envelope, "revoked before it started")
             return
         if envelope.expires_ms is not None and envelope.expires_ms < now:
-            self._finish_unrun(delivery, envelope, task, "expired before it started")
+            self._finish_unrun(delivery, envelope, "expired before it started")
             return
         if await self._over_rate_limit(delivery, task):
             return
@@ -362,17 +364,18 @@ class Worker:
         per_second = parse_rate(task.rate_limit or self.app.conf.task_default_rate_limit)
         if per_second is None:
             return False
-        wait_s = await self.broker.take_rate_token(f"task:{task.name}", per_second, bucket_capacity(per_second))
+        wait_s = await self.control.take_rate_token(f"task:{task.name}", per_second, bucket_capacity(per_second))
         if wait_s <= 0:
             return False
         await self.broker.retry(delivery, delivery.body, now_ms() + max(1, int(wait_s * 1000)))
         return True
 
-    def _finish_unrun(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any], reason: str) -> None:
+    def _finish_unrun(self, delivery: Delivery, envelope: Envelope, reason: str) -> None:
         logger.info("Task %s[%s] %s: not run", envelope.task, envelope.id, reason)
         from ..exceptions import TaskRevokedError
 
-        record = self._record(delivery, envelope, task, REVOKED, exc=TaskRevokedError(reason))
+        record = outcome_record(envelope.id, REVOKED, name=envelope.task, exc=TaskRevokedError(reason),
+                                token=delivery.fencing_token, worker=self.hostname)
         self.completion.ack(delivery, record)
         if self.sends_events:
             self.completion.event(task_event(TASK_REVOKED, self.hostname, envelope.id, envelope.task,
@@ -396,19 +399,18 @@ class Worker:
 
     async def _run(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any]) -> None:
         started_ts = time.time()
-        started_ms = int(started_ts * 1000)
         stores_result = not (envelope.ignore_result or task.ignore_result)
         try:
             request = self._request(delivery, envelope)
             if stores_result and (task.track_started or (task.track_started is None and self.track_started)):
-                self.completion.record(self._record(delivery, envelope, task, STARTED, date_started_ms=started_ms))
+                self.completion.record(self._record(delivery, envelope, STARTED))
             outcome = await execute(
                 task, request, self._run_in_thread if not task.is_async else None,
                 envelope.time_limit or task.time_limit or self.default_time_limit,
                 envelope.soft_time_limit or task.soft_time_limit or self.default_soft_time_limit,
             )
         except asyncio.CancelledError:
-            self._on_cancelled(delivery, envelope, task)
+            self._on_cancelled(delivery, envelope)
             return
         except Exception as exc:  # the worker's own code around the body (execute() never raises)
             await self._finish_failed(delivery, envelope, exc)
@@ -420,7 +422,7 @@ class Worker:
         self.tasks_done += 1
         try:
             _outcome_signal(task, envelope, outcome)
-            await self._finish(delivery, envelope, task, request, outcome, stores_result, started_ms)
+            await self._finish(delivery, envelope, task, request, outcome, stores_result)
             if self.sends_events:
                 self.completion.event(task_event(
                     OUTCOME_EVENTS[outcome.kind], self.hostname, envelope.id, envelope.task,
@@ -435,13 +437,10 @@ class Worker:
     def _run_in_thread(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
         return asyncio.get_running_loop().run_in_executor(self._threads, fn)
 
-    def _record(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any], state: str,
-                **fields: Any) -> ResultRecord:
+    def _record(self, delivery: Delivery, envelope: Envelope, state: str, **fields: Any) -> ResultRecord:
         extended: dict[str, Any] = {}
-        if task.result_extended if task.result_extended is not None else self.result_extended:
-            # In wire form, as the producer sent them: get_result() decodes them again.
-            extended = {"args": to_wire(envelope.args), "kwargs": to_wire(envelope.kwargs),
-                        "headers": envelope.headers or None}
+        if self.result_extended:
+            extended = {"args": envelope.args, "kwargs": envelope.kwargs}
         return outcome_record(
             envelope.id, state, name=envelope.task, retries=envelope.retries,
             token=delivery.fencing_token, worker=self.hostname, parent_id=envelope.parent_id,
@@ -449,7 +448,7 @@ class Worker:
         )
 
     async def _finish(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any],
-                      request: Request, outcome: Outcome, stores_result: bool, started_ms: int) -> None:
+                      request: Request, outcome: Outcome, stores_result: bool) -> None:
         label = f"Task {envelope.task}[{envelope.id}]"
         kind = outcome.kind
         if kind == "success":
@@ -458,24 +457,22 @@ class Worker:
             record = None
             if stores_result or envelope.chord:
                 try:
-                    record = self._record(delivery, envelope, task, SUCCESS, value=outcome.value, children=children,
-                                          date_started_ms=started_ms)
+                    record = self._record(delivery, envelope, SUCCESS, value=outcome.value, children=children)
                 except SerializationError as exc:
                     logger.error("%s returned a value that cannot be stored: %s", label, exc)
-                    record = self._record(delivery, envelope, task, FAILURE, exc=exc, date_started_ms=started_ms)
+                    record = self._record(delivery, envelope, FAILURE, exc=exc)
             if envelope.chord and record is not None:
                 await self.followups.chord_member_done(envelope, record)
             self._acknowledge(delivery, envelope, record)
         elif kind == "failure":
             logger.error("%s raised unexpected: %s\n%s", label, _short(outcome.exc, 1000), outcome.traceback or "")
-            record = self._record(delivery, envelope, task, FAILURE, exc=outcome.exc, tb=outcome.traceback,
-                                  date_started_ms=started_ms)
+            record = self._record(delivery, envelope, FAILURE, exc=outcome.exc, tb=outcome.traceback)
             await self.followups.on_failure(envelope, request, outcome.exc, outcome.traceback)
             if envelope.chord:
                 await self.followups.chord_member_done(envelope, record)
             self._acknowledge(delivery, envelope, record if stores_result else None)
         elif kind == "retry":
-            await self._retry(delivery, envelope, task, outcome, stores_result, label, started_ms)
+            await self._retry(delivery, envelope, outcome, stores_result, label)
         elif kind == "ignore":
             logger.info("%s ignored", label)
             self.completion.ack(delivery, None)
@@ -510,8 +507,8 @@ class Worker:
         # A chord member's result was written with its group membership, not with the ack.
         self.completion.ack(delivery, None if envelope.chord else record)
 
-    async def _retry(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any], outcome: Outcome,
-                     stores_result: bool, label: str, started_ms: int) -> None:
+    async def _retry(self, delivery: Delivery, envelope: Envelope, outcome: Outcome,
+                     stores_result: bool, label: str) -> None:
         delay_s = outcome.retry_in_s or 0.0
         logger.info("%s retry: retry in %.1fs: %r", label, delay_s, outcome.exc)
         next_attempt = Envelope(**{f: getattr(envelope, f) for f in envelope.__struct_fields__})
@@ -528,8 +525,7 @@ class Worker:
             logger.warning("%s: retry refused, its lease was taken over by another worker", label)
             return
         if stores_result:
-            self.completion.record(self._record(delivery, envelope, task, RETRY, exc=outcome.exc,
-                                                tb=outcome.traceback, date_started_ms=started_ms))
+            self.completion.record(self._record(delivery, envelope, RETRY, exc=outcome.exc, tb=outcome.traceback))
 
     # --- events ---------------------------------------------------------------------
 
@@ -543,14 +539,14 @@ class Worker:
 
     # --- cancellation ---------------------------------------------------------------
 
-    def _on_cancelled(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any]) -> None:
+    def _on_cancelled(self, delivery: Delivery, envelope: Envelope) -> None:
         reason = self._cancel_reasons.pop(delivery.task_id, "shutdown")
         if reason == "shutdown":
             return  # the shutdown path releases its lease
         if reason == "revoked":
             logger.info("Task %s[%s] terminated: revoked", envelope.task, envelope.id)
             self.keeper.drop(delivery.task_id)
-            self._finish_unrun(delivery, envelope, task, "revoked (terminated while running)")
+            self._finish_unrun(delivery, envelope, "revoked (terminated while running)")
             return
         logger.warning("Task %s[%s] cancelled: %s", envelope.task, envelope.id, reason)
         self.keeper.drop(delivery.task_id)
@@ -616,7 +612,7 @@ class Worker:
             self.abandoned_threads = True  # a sync task's thread cannot be stopped
         self.keeper.stop()
         if self.sends_events:
-            await self._bounded(self.broker.emit_events([self._worker_event(WORKER_OFFLINE)]),
+            await self._bounded(self.control.emit_events([self._worker_event(WORKER_OFFLINE)]),
                                 "send worker-offline")
         self._threads.shutdown(wait=False, cancel_futures=True)
         signals.worker_shutdown.send(sender=self)
