@@ -45,6 +45,16 @@ class SerializationError(CeleriacError, TypeError):
 class DuplicateTaskError(CeleriacError):
     """A task id that is still pending or running was enqueued again."""
 
+    @classmethod
+    def pending(cls, task_id: str) -> DuplicateTaskError:
+        return cls(f"task id {task_id!r} is already pending or running; pick a new id, or pass "
+                   "on_duplicate='ignore' to skip it")
+
+    @classmethod
+    def remembered(cls, task_id: str) -> DuplicateTaskError:
+        return cls(f"task id {task_id!r} was published with unique_for_s a short while ago and is refused "
+                   "until that runs out; pick a new id, or pass on_duplicate='ignore' to skip it")
+
 
 class NotRegistered(CeleriacError, KeyError):
     """A task name is unknown to this app."""

@@ -43,76 +43,102 @@ def build_message(
     app: Celery, name: str, args: Iterable[Any] | None, kwargs: dict[str, Any] | None,
     options: dict[str, Any], task_options: dict[str, Any] | None = None,
 ) -> tuple[OutgoingMessage, AsyncResult[Any]]:
+    """The message for one call, and the result that will track it; no I/O."""
     conf = app.conf
     args = list(args or ())
     kwargs = dict(kwargs or {})
+    merged = merge_options(conf, name, args, kwargs, options, task_options)
+    now = time.time()
+    now_ms = int(now * 1000)
+    eta_ms = eta_ms_of(merged, now_ms)
+    priority = priority_of(merged, conf.task_default_priority, name)
+    ignore_result = merged.get("ignore_result")
+    if ignore_result is None:
+        ignore_result = bool(conf.task_ignore_result)
+    task_id = merged.get("task_id") or str(uuid.uuid4())
+    parent = current_request()
+    envelope = Envelope(
+        id=task_id, task=name, queue=queue_of(merged, conf.task_default_queue), priority=priority,
+        eta_ms=eta_ms, expires_ms=expires_ms_of(merged.get("expires"), now_ms),
+        retries=int(merged.get("retries") or 0),
+        root_id=merged.get("root_id") or (parent.root_id if parent else None) or task_id,
+        parent_id=merged.get("parent_id") or (parent.id if parent else None), group_id=merged.get("group_id"),
+        group_index=merged.get("group_index"), ignore_result=bool(ignore_result),
+        headers=dict(merged.get("headers") or {}), link=_signatures(merged.get("link")),
+        link_error=_signatures(merged.get("link_error")), chord=merged.get("chord"),
+        chain=_signatures(merged.get("chain")),
+        time_limit=merged.get("time_limit"), soft_time_limit=merged.get("soft_time_limit"),
+        serializer=merged.get("serializer") or conf.task_serializer, shadow=merged.get("shadow"),
+        sent_at_ms=now * 1000,
+    )
+    put_arguments(envelope, args, kwargs, conf.accept_content)
+    body = encode_envelope(envelope)
+    message = OutgoingMessage(task_id, envelope.queue, body, priority, eta_ms, merged.get("unique_for_s"))
+    result: AsyncResult[Any] = AsyncResult(task_id, app=app, task_name=name, ignored=bool(ignore_result))
+    return message, result
+
+
+def merge_options(conf: Any, name: str, args: list[Any], kwargs: dict[str, Any], options: dict[str, Any],
+                  task_options: dict[str, Any] | None) -> dict[str, Any]:
+    """The task's options, then its route, then the call's own (those given as None left out)."""
     if options and not KNOWN_OPTIONS.issuperset(options):
         unknown = sorted(set(options) - KNOWN_OPTIONS)
         raise TypeError(f"apply_async() got unknown option(s) {unknown} for task {name!r}")
     merged = dict(task_options or {})
     merged.update(route(conf.get("task_routes"), name, args, kwargs, options))
     merged.update({k: v for k, v in options.items() if v is not None})
+    return merged
 
-    now = time.time()
-    now_ms = int(now * 1000)
-    eta_ms = None
+
+def eta_ms_of(merged: dict[str, Any], now_ms: int) -> int | None:
+    """When the message is due: ``countdown`` seconds from now, or ``eta`` (a datetime or epoch seconds)."""
     if merged.get("countdown") is not None:
-        eta_ms = now_ms + int(float(merged["countdown"]) * 1000)
-    elif merged.get("eta") is not None:
-        eta = merged["eta"]
-        eta_ms = to_epoch_ms(eta) if isinstance(eta, dt.datetime) else int(float(eta) * 1000)
-    expires_ms = None
-    expires = merged.get("expires")
-    if isinstance(expires, dt.datetime):
-        expires_ms = to_epoch_ms(expires)
-    elif isinstance(expires, dt.timedelta):
-        expires_ms = now_ms + int(expires.total_seconds() * 1000)
-    elif expires is not None:
-        expires_ms = now_ms + int(float(expires) * 1000)
+        return now_ms + int(float(merged["countdown"]) * 1000)
+    eta = merged.get("eta")
+    if eta is None:
+        return None
+    return to_epoch_ms(eta) if isinstance(eta, dt.datetime) else int(float(eta) * 1000)
 
+
+def expires_ms_of(expires: Any, now_ms: int) -> int | None:
+    """``expires`` as a datetime, a timedelta or seconds from now, in epoch ms."""
+    if expires is None:
+        return None
+    if isinstance(expires, dt.datetime):
+        return to_epoch_ms(expires)
+    if isinstance(expires, dt.timedelta):
+        return now_ms + int(expires.total_seconds() * 1000)
+    return now_ms + int(float(expires) * 1000)
+
+
+def priority_of(merged: dict[str, Any], default: int, name: str) -> int:
     priority = merged.get("priority")
-    priority = conf.task_default_priority if priority is None else int(priority)
+    priority = default if priority is None else int(priority)
     if not 0 <= priority <= 9:
         raise ConfigurationError(f"priority {priority} for task {name!r} is out of range; use 0-9 (9 runs first)")
-    queue = merged.get("queue") or merged.get("routing_key") or conf.task_default_queue
+    return priority
+
+
+def queue_of(merged: dict[str, Any], default: str) -> str:
+    queue = merged.get("queue") or merged.get("routing_key") or default
     if isinstance(queue, dict):  # kombu Queue-like objects are not supported; a name is
         queue = queue.get("name")
-    ignore_result = merged.get("ignore_result")
-    if ignore_result is None:
-        ignore_result = bool(conf.task_ignore_result)
-    serializer = merged.get("serializer") or conf.task_serializer
-    task_id = merged.get("task_id") or str(uuid.uuid4())
+    return str(queue)
 
-    parent = current_request()
-    parent_id = merged.get("parent_id") or (parent.id if parent else None)
-    root_id = merged.get("root_id") or (parent.root_id if parent else None) or task_id
 
-    envelope = Envelope(
-        id=task_id, task=name, queue=str(queue), priority=priority, eta_ms=eta_ms,
-        expires_ms=expires_ms, retries=int(merged.get("retries") or 0), root_id=root_id,
-        parent_id=parent_id, group_id=merged.get("group_id"),
-        group_index=merged.get("group_index"), ignore_result=bool(ignore_result),
-        headers=dict(merged.get("headers") or {}), link=_signatures(merged.get("link")),
-        link_error=_signatures(merged.get("link_error")), chord=merged.get("chord"),
-        chain=_signatures(merged.get("chain")),
-        time_limit=merged.get("time_limit"), soft_time_limit=merged.get("soft_time_limit"),
-        serializer=serializer, shadow=merged.get("shadow"), sent_at_ms=now * 1000,
-    )
-    if serializer == "pickle":
-        if "pickle" not in conf.accept_content:
+def put_arguments(envelope: Envelope, args: list[Any], kwargs: dict[str, Any], accept_content: Any) -> None:
+    """Put the call's arguments into ``envelope`` in its serializer's form, naming a bad one."""
+    if envelope.serializer == "pickle":
+        if "pickle" not in accept_content:
             raise ConfigurationError(
                 "serializer='pickle' needs 'pickle' in accept_content on the producer and the "
                 "workers; JSON is safer: pass ids and plain data instead"
             )
         envelope.payload = dumps_pickle((args, kwargs))
-    elif serializer == "json":
-        envelope.args, envelope.kwargs = check_args(name, args, kwargs)
+    elif envelope.serializer == "json":
+        envelope.args, envelope.kwargs = check_args(envelope.task, args, kwargs)
     else:
-        raise ConfigurationError(f"serializer {serializer!r} is unknown; use 'json' or 'pickle'")
-    body = encode_envelope(envelope)
-    message = OutgoingMessage(task_id, envelope.queue, body, priority, eta_ms, merged.get("unique_for_s"))
-    result: AsyncResult[Any] = AsyncResult(task_id, app=app, task_name=name, ignored=bool(ignore_result))
-    return message, result
+        raise ConfigurationError(f"serializer {envelope.serializer!r} is unknown; use 'json' or 'pickle'")
 
 
 def _signatures(value: Any) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from ..message import DeadLetter, Delivery, GroupProgress, ResultRecord
+from ..message import DeadLetter, Delivery, GroupProgress, ResultRecord, now_ms
 
 
 @dataclass(slots=True)
@@ -66,10 +66,8 @@ def lost_record(task_id: str, reason: str, fencing_token: int) -> ResultRecord:
     It carries the last delivery's token, so a run after ``celeriac dlq requeue`` (which
     keeps counting deliveries) replaces it.
     """
-    import time
-
     return ResultRecord(task_id=task_id, state="FAILURE", exc_type="celeriac.exceptions.WorkerLostError",
-                        exc_message=reason, date_done_ms=int(time.time() * 1000), fencing_token=fencing_token)
+                        exc_message=reason, date_done_ms=now_ms(), fencing_token=fencing_token)
 
 
 @runtime_checkable

@@ -116,7 +116,11 @@ class FollowUps:
 
     async def _call_body(self, info: dict[str, Any]) -> None:
         assert self.store is not None
-        member_ids = await self.store.restore_group(info["group_id"]) or []
+        member_ids = await self.store.restore_group(info["group_id"])
+        if not member_ids:
+            logger.error("chord %s: its member list is gone (expired?), so its body cannot be called",
+                         info["group_id"])
+            return
         found = await self.store.fetch_many(member_ids)
         if any(found.get(m) is None or found[m].state != SUCCESS for m in member_ids):
             return  # a member failed (the chord already failed) or its result expired

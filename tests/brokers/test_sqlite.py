@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 
 from celeriac.exceptions import DuplicateTaskError
-from celeriac.message import SUCCESS, ResultRecord
+from celeriac.message import SUCCESS, ResultRecord, now_ms
 from celeriac.servers import BrokerOptions, OutgoingMessage
 from celeriac.servers.contracts import RequeueOutcome
 from celeriac.servers.sqlite import database as _sqlite_db
-from celeriac.servers.sqlite.database import now_ms
 from celeriac.servers.sqlite.results import SQLiteResultStore
 from celeriac.servers.sqlite.transport import SQLiteBroker
 

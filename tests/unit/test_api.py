@@ -239,7 +239,7 @@ async def test_unknown_task_and_malformed_message_go_to_dlq(app: Celery) -> None
     app.send_task("nobody.knows", [1])
     broker = (await app.clients()).broker
     await broker.publish([OutgoingMessage("garbage", "celery", b"not json")])
-    await drain(app)
+    await drain(app, expect_dead_letters=True)
     broker = (await app.clients()).broker  # the worker closed the clients it used
     reasons = {d.task_id: d.reason for d in await broker.dead_letters()}
     assert "malformed message" in reasons["garbage"]
@@ -322,11 +322,11 @@ async def test_dead_lettered_task_fails_instead_of_pending_forever(app: Celery) 
         raise Reject("bad input")
 
     result = refuse.delay()
-    await drain(app)
+    await drain(app, expect_dead_letters=True)
     with pytest.raises(WorkerLostError, match="rejected by the task"):
         result.get(timeout=5)
     sent = app.send_task("nobody.knows")
-    await drain(app)
+    await drain(app, expect_dead_letters=True)
     with pytest.raises(WorkerLostError, match="not registered"):
         sent.get(timeout=5)
 

@@ -58,7 +58,7 @@ async def test_each_undecodable_message_is_dead_lettered_alone(app: Celery) -> N
     for kind, body in POISON_BODIES.items():
         await publish_raw(app, f"poison-{kind}", body.replace(b"%s", f"poison-{kind}".encode()))
     after = [echo.delay(i) for i in range(5, 10)]
-    await drain(app, concurrency=4)
+    await drain(app, concurrency=4, expect_dead_letters=True)
     assert [r.get(timeout=5) for r in before + after] == [[[i], {}] for i in range(10)]
     reasons = await dead_letter_reasons(app)
     assert set(reasons) == {f"poison-{kind}" for kind in POISON_BODIES}

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 from ..._notify import Notifier, wait_for_notice
 from ...exceptions import DuplicateTaskError
-from ...message import DeadLetter, Delivery, ResultRecord
+from ...message import DeadLetter, Delivery, ResultRecord, now_ms
 from ..contracts import (
     SKIPPED_NOT_FOUND,
     SKIPPED_PENDING,
@@ -87,7 +87,7 @@ class MemoryBroker:
         self.url = url
         self.options = options or BrokerOptions()
         self.state = state_for(url)
-        self.clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)
+        self.clock_ms: Callable[[], int] = now_ms
 
     async def connect(self) -> None:
         return None
@@ -109,10 +109,7 @@ class MemoryBroker:
                         or msg.task_id in fresh_ids):
                     if on_duplicate == "ignore":
                         continue
-                    raise DuplicateTaskError(
-                        f"task id {msg.task_id!r} is already pending or running; pick a new "
-                        "id, or pass on_duplicate='ignore' to skip it"
-                    )
+                    raise DuplicateTaskError.pending(msg.task_id)
                 fresh.append(msg)
                 fresh_ids.add(msg.task_id)
             for msg in fresh:

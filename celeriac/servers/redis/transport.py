@@ -155,15 +155,9 @@ class RedisBroker:
         call_key = self.keys.queue(messages[0].queue).call(new_call_id())
         reply = await self.connection.run("publish", keys, args, call_key=call_key)
         if reply[0] == -1:
-            raise DuplicateTaskError(
-                f"task id {_text(reply[1])!r} is already pending or running; pick a new id, or "
-                "pass on_duplicate='ignore' to skip it"
-            )
+            raise DuplicateTaskError.pending(_text(reply[1]))
         if reply[0] == -2:
-            raise DuplicateTaskError(
-                f"task id {_text(reply[1])!r} was published with unique_for_s a short while ago and "
-                "is refused until that runs out; pick a new id, or pass on_duplicate='ignore' to skip it"
-            )
+            raise DuplicateTaskError.remembered(_text(reply[1]))
 
     # --- reserving ------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ import os
 import random
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -30,7 +29,7 @@ from urllib.parse import urlparse
 
 from ..._notify import Notifier
 from ...exceptions import BrokerUnavailable, ConfigurationError
-from ...message import READY_STATES, ResultRecord, encode_record
+from ...message import READY_STATES, ResultRecord, encode_record, now_ms
 
 T = TypeVar("T")
 
@@ -282,8 +281,6 @@ def transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T])
     return result
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def write_records(

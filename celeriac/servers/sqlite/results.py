@@ -10,12 +10,11 @@ import json
 import sqlite3
 from collections.abc import Sequence
 
-from ...message import GroupProgress, ResultRecord, decode_record
+from ...message import GroupProgress, ResultRecord, decode_record, now_ms
 from ..waiting import wait_for_ready_record
 from .database import (
     SQLiteDatabase,
     notify_results,
-    now_ms,
     path_from_url,
     transaction,
     write_records,

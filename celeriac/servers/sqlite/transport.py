@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from ..._notify import wait_for_notice
 from ...exceptions import DuplicateTaskError
-from ...message import DeadLetter, Delivery, ResultRecord
+from ...message import DeadLetter, Delivery, ResultRecord, now_ms
 from ..contracts import (
     SKIPPED_NOT_FOUND,
     SKIPPED_PENDING,
@@ -28,12 +28,14 @@ from ..contracts import (
 from .database import (
     SQLiteDatabase,
     notify_results,
-    now_ms,
     path_from_url,
     transaction,
     write_records,
 )
 
+# celeriac_messages.state. The statements below put the names in as literals (f-strings),
+# never as parameters: SQLite uses a partial index (schema.sql) only when the query's
+# WHERE names the same constant.
 QUEUED, RESERVED, SCHEDULED = 0, 1, 2
 MESSAGES = "messages"
 MAX_IDLE_POLL_S = 0.1
@@ -135,17 +137,17 @@ class SQLiteBroker:
         marks = ",".join("?" * len(queues))
         # A read-only look first: an idle worker must not take the write lock every poll.
         has_work = conn.execute(
-            f"SELECT EXISTS (SELECT 1 FROM celeriac_messages WHERE state = 0 AND queue IN ({marks}))"
-            " OR EXISTS (SELECT 1 FROM celeriac_messages WHERE state = 2 AND available_at_ms <= ?)"
-            " OR EXISTS (SELECT 1 FROM celeriac_messages WHERE state = 1 AND lease_expires_at_ms <= ?)",
+            f"SELECT EXISTS (SELECT 1 FROM celeriac_messages WHERE state = {QUEUED} AND queue IN ({marks}))"
+            f" OR EXISTS (SELECT 1 FROM celeriac_messages WHERE state = {SCHEDULED} AND available_at_ms <= ?)"
+            f" OR EXISTS (SELECT 1 FROM celeriac_messages WHERE state = {RESERVED} AND lease_expires_at_ms <= ?)",
             (*queues, now, now),
         ).fetchone()[0]
         taken: list[Delivery] = []
         if has_work:
             taken = transaction(conn, lambda c: self._take_locked(c, queues, marks, max_count, lease_ms, worker_id))
         next_event_ms = conn.execute(
-            "SELECT min(t) FROM (SELECT min(available_at_ms) AS t FROM celeriac_messages WHERE state = 2"
-            " UNION ALL SELECT min(lease_expires_at_ms) FROM celeriac_messages WHERE state = 1)"
+            f"SELECT min(t) FROM (SELECT min(available_at_ms) AS t FROM celeriac_messages WHERE state = {SCHEDULED}"
+            f" UNION ALL SELECT min(lease_expires_at_ms) FROM celeriac_messages WHERE state = {RESERVED})"
         ).fetchone()[0]
         return taken, next_event_ms, _data_version(conn)
 
@@ -156,13 +158,13 @@ class SQLiteBroker:
         now = now_ms()
         self._reclaim_expired(conn, now)
         conn.execute(
-            "UPDATE celeriac_messages SET state = 0 WHERE state = 2 AND available_at_ms <= ?", (now,)
+            f"UPDATE celeriac_messages SET state = {QUEUED} WHERE state = {SCHEDULED} AND available_at_ms <= ?", (now,)
         )
         rows = conn.execute(
-            "UPDATE celeriac_messages SET state = 1, delivery_count = delivery_count + 1,"
+            f"UPDATE celeriac_messages SET state = {RESERVED}, delivery_count = delivery_count + 1,"
             " lease_expires_at_ms = ?, worker_id = ?"
             " WHERE task_id IN (SELECT task_id FROM celeriac_messages"
-            f"  WHERE state = 0 AND queue IN ({marks})"
+            f"  WHERE state = {QUEUED} AND queue IN ({marks})"
             "  ORDER BY priority DESC, available_at_ms, rowid LIMIT ?)"
             " RETURNING task_id, queue, body, delivery_count, priority, available_at_ms",
             (now + lease_ms, worker_id, *queues, max_count),
@@ -174,11 +176,12 @@ class SQLiteBroker:
         limit = self.options.max_deliveries
         conn.execute(
             "UPDATE celeriac_messages SET expired_count = expired_count + 1"
-            " WHERE state = 1 AND lease_expires_at_ms <= ?",
+            f" WHERE state = {RESERVED} AND lease_expires_at_ms <= ?",
             (now,),
         )
         doomed = conn.execute(
-            "DELETE FROM celeriac_messages WHERE state = 1 AND lease_expires_at_ms <= ? AND expired_count >= ?"
+            f"DELETE FROM celeriac_messages WHERE state = {RESERVED} AND lease_expires_at_ms <= ?"
+            " AND expired_count >= ?"
             " RETURNING task_id, queue, body, expired_count, delivery_count, priority",
             (now, limit),
         ).fetchall()
@@ -191,8 +194,8 @@ class SQLiteBroker:
             write_records(conn, [lost_record(r[0], max_deliveries_reason(r[3], limit), r[4]) for r in doomed],
                           self.options.result_expires_s)
         conn.execute(
-            "UPDATE celeriac_messages SET state = 0, worker_id = NULL, lease_expires_at_ms = NULL,"
-            " available_at_ms = ? WHERE state = 1 AND lease_expires_at_ms <= ?",
+            f"UPDATE celeriac_messages SET state = {QUEUED}, worker_id = NULL, lease_expires_at_ms = NULL,"
+            f" available_at_ms = ? WHERE state = {RESERVED} AND lease_expires_at_ms <= ?",
             (now, now),
         )
 
@@ -215,7 +218,7 @@ class SQLiteBroker:
         lost = await self._fenced(
             deliveries,
             "UPDATE celeriac_messages SET lease_expires_at_ms = ?"
-            " WHERE task_id = ? AND delivery_count = ? AND state = 1",
+            f" WHERE task_id = ? AND delivery_count = ? AND state = {RESERVED}",
             (expires,),
         )
         for d in deliveries:
@@ -227,7 +230,7 @@ class SQLiteBroker:
             refused = []
             for d in deliveries:
                 cursor = conn.execute(
-                    "DELETE FROM celeriac_messages WHERE task_id = ? AND delivery_count = ? AND state = 1",
+                    f"DELETE FROM celeriac_messages WHERE task_id = ? AND delivery_count = ? AND state = {RESERVED}",
                     (d.task_id, d.fencing_token),
                 )
                 if cursor.rowcount == 0:
@@ -245,8 +248,8 @@ class SQLiteBroker:
         # available_at 0 puts a released message ahead of everything of its priority.
         refused = await self._fenced(
             deliveries,
-            "UPDATE celeriac_messages SET state = 0, worker_id = NULL, lease_expires_at_ms = NULL,"
-            " available_at_ms = 0 WHERE task_id = ? AND delivery_count = ? AND state = 1",
+            f"UPDATE celeriac_messages SET state = {QUEUED}, worker_id = NULL, lease_expires_at_ms = NULL,"
+            f" available_at_ms = 0 WHERE task_id = ? AND delivery_count = ? AND state = {RESERVED}",
         )
         self.db.notifier.notify(MESSAGES)
         return refused
@@ -257,7 +260,8 @@ class SQLiteBroker:
         refused = await self._fenced(
             [delivery],
             "UPDATE celeriac_messages SET state = ?, body = ?, available_at_ms = ?, worker_id = NULL,"
-            " lease_expires_at_ms = NULL, expired_count = 0 WHERE task_id = ? AND delivery_count = ? AND state = 1",
+            " lease_expires_at_ms = NULL, expired_count = 0"
+            f" WHERE task_id = ? AND delivery_count = ? AND state = {RESERVED}",
             (SCHEDULED if due > now else QUEUED, body, due),
         )
         self.db.notifier.notify(MESSAGES)
@@ -266,7 +270,7 @@ class SQLiteBroker:
     async def dead_letter(self, delivery: Delivery, reason: str) -> bool:
         def apply(conn: sqlite3.Connection) -> bool:
             row = conn.execute(
-                "DELETE FROM celeriac_messages WHERE task_id = ? AND delivery_count = ? AND state = 1"
+                f"DELETE FROM celeriac_messages WHERE task_id = ? AND delivery_count = ? AND state = {RESERVED}"
                 " RETURNING queue, body, priority",
                 (delivery.task_id, delivery.fencing_token),
             ).fetchone()
@@ -376,7 +380,7 @@ class SQLiteBroker:
     async def purge(self, queue: str) -> int:
         return await self.db.run(
             lambda conn: conn.execute(
-                "DELETE FROM celeriac_messages WHERE queue = ? AND state IN (0, 2)", (queue,)
+                f"DELETE FROM celeriac_messages WHERE queue = ? AND state IN ({QUEUED}, {SCHEDULED})", (queue,)
             ).rowcount
         )
 
@@ -428,7 +432,7 @@ class SQLiteBroker:
     async def queue_depths(self) -> dict[str, int]:
         rows = await self.db.run(
             lambda conn: conn.execute(
-                "SELECT queue, count(*) FROM celeriac_messages WHERE state IN (0, 2) GROUP BY queue"
+                f"SELECT queue, count(*) FROM celeriac_messages WHERE state IN ({QUEUED}, {SCHEDULED}) GROUP BY queue"
             ).fetchall()
         )
         return {r[0]: r[1] for r in rows}
@@ -454,7 +458,4 @@ def _refuse_duplicates(conn: sqlite3.Connection, task_ids: list[str], now: int) 
             [*chunk, *chunk, now],
         )]
     if taken:
-        raise DuplicateTaskError(
-            f"task id {taken[0]!r} is already pending or running; pick a new id, or pass "
-            "on_duplicate='ignore' to skip it"
-        )
+        raise DuplicateTaskError.pending(taken[0])

@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS celeriac_messages (
     body BLOB NOT NULL,
     priority INTEGER NOT NULL DEFAULT 0,
     available_at_ms INTEGER NOT NULL,
-    state INTEGER NOT NULL,
+    state INTEGER NOT NULL,  -- 0 queued, 1 reserved, 2 scheduled (QUEUED, RESERVED, SCHEDULED in transport.py)
     delivery_count INTEGER NOT NULL DEFAULT 0,
     -- Leases that ran out since the last retry: a task that keeps killing or freezing its
     -- worker is dead-lettered at max_deliveries. Retries and releases do not count.
