@@ -24,7 +24,8 @@ async def test_task_and_worker_signals(backend_url: str) -> None:
         raise KeyError("k")
 
     def prerun(sender: Any, task_id: str, **_: Any) -> None:
-        seen.append(("prerun", threading.current_thread().name))
+        # Named by task: work and broken may run at once on two pool threads, in either order.
+        seen.append((f"prerun {sender.name}", threading.current_thread().name))
 
     receivers = {
         signals.task_prerun: prerun,
@@ -45,7 +46,7 @@ async def test_task_and_worker_signals(backend_url: str) -> None:
     names = [name for name, _ in seen]
     assert names[0] == "ready" and names[-1] == "shutdown"
     assert ("success", 7) in seen and ("failure", KeyError) in seen
-    prerun_thread = next(value for name, value in seen if name == "prerun")
+    prerun_thread = next(value for name, value in seen if name == f"prerun {work.name}")
     assert ("body", prerun_thread) in seen  # same thread as the body
 
 
