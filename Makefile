@@ -2,12 +2,13 @@
 #              the Hometax stand-in, a worker and the Django server; 1,000 numbers through the API
 # make demo-plain - the same story without Django (`celeriac demo`)
 # make test  - set up .venv and run the whole test suite (needs Redis for the Redis tests)
+# make fuzz  - the property-based robustness tests (tests/robustness) with 50x the examples
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-plain demo-django test lint typecheck check bench clean
+.PHONY: demo demo-plain demo-django test fuzz lint typecheck check bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,12 @@ test: $(STAMP)
 	$(BIN)/ruff check celeriac tests
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+# Thousands of random arguments, results, exceptions and raw envelopes per broker (memory,
+# SQLite, Redis) against one live worker each; takes tens of minutes. Failing examples are
+# kept in .pytest_cache/hypothesis and replayed first by the next `make test`.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q --timeout=0 tests/robustness
 
 lint: $(STAMP)
 	$(BIN)/ruff check celeriac tests

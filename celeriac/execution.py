@@ -53,28 +53,49 @@ async def execute(
     started = time.perf_counter()
     try:
         value = await _call(task, request, run_in_thread, time_limit, soft_time_limit)
-    except Retry as exc:
-        outcome = Outcome("retry", exc=exc.exc or exc, retry_in_s=exc.when,
-                          retry_args=getattr(exc, "new_args", None))
-    except Ignore:
-        outcome = Outcome("ignore")
-    except Reject as exc:
-        outcome = Outcome("reject", exc=exc)
     except asyncio.CancelledError as exc:
         if _is_cancelled_from_outside():
             raise
         # The body raised it itself: a failure of that task, not a cancellation by the worker.
-        outcome = Outcome("failure", exc=exc, traceback=traceback.format_exc())
-    except Exception as exc:
-        outcome = _failure_or_autoretry(task, request, exc)
+        outcome = classify(task, request, exc, traceback.format_exc())
     except BaseException as exc:
-        # SystemExit, KeyboardInterrupt and friends from a task body (sys.exit(1) in a
-        # task) end that task as a failure; they must never reach the worker's loop.
-        outcome = Outcome("failure", exc=exc, traceback=traceback.format_exc())
+        outcome = classify(task, request, exc, traceback.format_exc())
     else:
-        outcome = Outcome("success", value=value)
+        if type(value) is _Raised:  # a sync body's exception, carried out of its thread as a value
+            outcome = classify(task, request, value.exc, value.traceback)
+        else:
+            outcome = Outcome("success", value=value)
     outcome.runtime_s = time.perf_counter() - started
     return outcome
+
+
+@dataclass(slots=True)
+class _Raised:
+    """What a sync task body raised, returned from its thread instead of raised through it.
+
+    An exception set on an asyncio future is re-raised in the worker's loop, and some
+    cannot travel that way: ``StopIteration`` is refused by the future, ``GeneratorExit``
+    escapes the coroutine awaiting it. Carried as a value, every one is just the task's
+    outcome.
+    """
+
+    exc: BaseException
+    traceback: str
+
+
+def classify(task: Task[Any, Any], request: Request, exc: BaseException, tb: str) -> Outcome:
+    """What an exception from a task body means: the one place that decides it."""
+    if isinstance(exc, Retry):
+        return Outcome("retry", exc=exc.exc or exc, retry_in_s=exc.when, retry_args=getattr(exc, "new_args", None))
+    if isinstance(exc, Ignore):
+        return Outcome("ignore")
+    if isinstance(exc, Reject):
+        return Outcome("reject", exc=exc)
+    if isinstance(exc, Exception) and not isinstance(exc, asyncio.CancelledError):
+        return _failure_or_autoretry(task, request, exc, tb)
+    # SystemExit, KeyboardInterrupt and friends (sys.exit(1) in a task body), or a
+    # CancelledError the body raised itself: that task fails; the worker goes on.
+    return Outcome("failure", exc=exc, traceback=tb)
 
 
 def _is_cancelled_from_outside() -> bool:
@@ -97,8 +118,7 @@ def _postrun(task: Task[Any, Any], request: Request) -> None:
                                   kwargs=request.kwargs)
 
 
-def _failure_or_autoretry(task: Task[Any, Any], request: Request, exc: Exception) -> Outcome:
-    tb = traceback.format_exc()
+def _failure_or_autoretry(task: Task[Any, Any], request: Request, exc: Exception, tb: str) -> Outcome:
     if (
         task.autoretry_for
         and isinstance(exc, task.autoretry_for)
@@ -164,6 +184,8 @@ async def _call(
         _prerun(task, request)
         try:
             return task.run(*args, **kwargs)
+        except BaseException as exc:
+            return _Raised(exc, traceback.format_exc())
         finally:
             _postrun(task, request)
             reset_request(token)

@@ -36,7 +36,8 @@ _ENCODERS: dict[type, tuple[str, Callable[[Any], Any]]] = {
     dt.datetime: ("datetime", lambda v: v.isoformat()),
     dt.date: ("date", lambda v: v.isoformat()),
     dt.time: ("time", lambda v: v.isoformat()),
-    dt.timedelta: ("timedelta", lambda v: v.total_seconds()),
+    # Whole microseconds: float seconds lose them past about 300 years.
+    dt.timedelta: ("timedelta", lambda v: v // dt.timedelta(microseconds=1)),
     uuid.UUID: ("uuid", str),
     decimal.Decimal: ("decimal", str),
     bytes: ("bytes", lambda v: base64.b64encode(v).decode()),
@@ -45,7 +46,7 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "datetime": dt.datetime.fromisoformat,
     "date": dt.date.fromisoformat,
     "time": dt.time.fromisoformat,
-    "timedelta": lambda v: dt.timedelta(seconds=v),
+    "timedelta": lambda v: dt.timedelta(microseconds=v) if type(v) is int else dt.timedelta(seconds=v),
     "uuid": uuid.UUID,
     "decimal": decimal.Decimal,
     "bytes": lambda v: base64.b64decode(v, validate=True),
@@ -196,9 +197,11 @@ def check_args(task_name: str, args: tuple[Any, ...] | list[Any], kwargs: dict[s
 ]:
     """Convert call arguments to wire form, naming the bad one if any."""
     wire_args = [to_wire(a, f"argument {i} of {task_name}") for i, a in enumerate(args)]
-    wire_kwargs = {}
+    wire_kwargs: dict[str, Any] = {}
     for key, item in kwargs.items():
         wire_kwargs[key] = to_wire(item, f"keyword argument {safe_text(repr(key))} of {task_name}")
+    if TAG in wire_kwargs:  # a keyword argument named like the tag: the mapping is escaped too
+        wire_kwargs = {TAG: "dict", "v": wire_kwargs}
     return wire_args, wire_kwargs
 
 

@@ -165,3 +165,19 @@ def test_every_accepted_value_comes_back_as_itself(value: Any) -> None:
         assert "not valid Unicode" in str(exc)
         return
     assert same(got[0], value)
+
+
+def test_a_keyword_argument_named_like_the_tag_arrives_as_sent() -> None:
+    envelope = Envelope(id="t-1", task="proj.echo")
+    envelope.args, envelope.kwargs = check_args("proj.echo", [], {TAG: None, "other": 1})
+    assert decode_envelope(encode_envelope(envelope), JSON_ONLY).kwargs == {TAG: None, "other": 1}
+
+
+@pytest.mark.parametrize("delta", [dt.timedelta(days=99421, microseconds=1), dt.timedelta(microseconds=-1),
+                                   dt.timedelta(days=-999_999_999), dt.timedelta(days=999_999_999, seconds=86399)])
+def test_timedeltas_keep_every_microsecond(delta: dt.timedelta) -> None:
+    assert round_trip([delta]) == [delta]
+
+
+def test_a_timedelta_sent_as_float_seconds_by_an_older_producer_still_decodes() -> None:
+    assert from_wire({TAG: "timedelta", "v": 90.5}) == dt.timedelta(seconds=90.5)

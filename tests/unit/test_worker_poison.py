@@ -194,3 +194,20 @@ async def test_warm_shutdown_ends_although_acks_cannot_be_written(
     with caplog.at_level(logging.ERROR, "celeriac.worker"):
         await asyncio.wait_for(running, 60)
     assert "could not write 1 acks" in caplog.text
+
+
+async def test_stop_iteration_and_generator_exit_from_a_sync_body_fail_that_task(app: Celery) -> None:
+    @app.task
+    def stops() -> None:
+        raise StopIteration("asyncio futures refuse this one")
+
+    @app.task
+    def exits_generator() -> None:
+        raise GeneratorExit(None)
+
+    poisons = [stops.delay(), exits_generator.delay()]
+    later = app.tasks["proj.echo"].delay("after")
+    worker = await drain(app)
+    assert worker.exit_code == 0
+    assert [r.state for r in poisons] == ["FAILURE", "FAILURE"]
+    assert later.get(timeout=5) == [["after"], {}]
