@@ -78,7 +78,7 @@ RECONNECT_LOG_EVERY_S = 60.0
 DEFAULT_MAX_CONNECTIONS = 100  # per client; ?max_connections= in the URL overrides it
 DEFAULT_SOCKET_TIMEOUT_S = 5.0  # redis-py's own default, made explicit; each BLPOP stays below it
 DEFAULT_POOL_TIMEOUT_S = 20.0  # how long a call waits for a free pooled connection
-CALL_MEMORY_MIN_S = 600.0  # a call's reply is kept at least this long (see once.lua)
+CALL_MEMORY_MIN_S = 300.0  # a call's reply is kept at least this long (see once.lua)
 
 
 # --- the URL ------------------------------------------------------------------------
@@ -183,13 +183,13 @@ def new_call_id() -> str:
 
 def call_memory_ms(socket_timeout_s: float | None, connect_timeout_s: float | None,
                    pool_timeout_s: float | None) -> int:
-    """How long a call's reply is kept: twice the longest a call can go on being retried.
+    """How long a call's reply is kept: a quarter longer than a call can go on being retried.
 
     From its first send, a script call may be retried (run(), then _run_with_retries)
     after waiting for a pooled connection, then in RECONNECT_RETRIES + 1 attempts of a
     connect and a reply, with back-off between them; all that twice more when the server
     lost the script (SCRIPT LOAD, then EVALSHA). With the defaults (5 s socket timeouts,
-    20 s pool timeout) that is about 4 minutes, so the floor of 10 minutes applies. A
+    20 s pool timeout) that is about 4 minutes, so the floor of 5 minutes applies. A
     missing timeout (a read that may wait forever) counts as a minute.
     """
     read_s = socket_timeout_s or 60.0
@@ -197,7 +197,8 @@ def call_memory_ms(socket_timeout_s: float | None, connect_timeout_s: float | No
     one_call_s = (pool_timeout_s or 0.0) + (RECONNECT_RETRIES + 1) * (connect_s + read_s) \
         + RECONNECT_RETRIES * BACKOFF_CAP_S
     window_s = read_s + 3 * one_call_s
-    return int(max(CALL_MEMORY_MIN_S, 2 * window_s) * 1000)
+    # Each call key costs about 100 bytes while it lives, so the margin stays modest.
+    return int(max(CALL_MEMORY_MIN_S, 1.25 * window_s) * 1000)
 
 
 # --- the connection -----------------------------------------------------------------
