@@ -100,6 +100,11 @@ def test_arguments_round_trip(harness: Harness, args: list[Any], kwargs: dict[st
             return
         final = h.wait_final([result.id], heft=size)
         event(f"sent, ended {final.outcome}")
+        if final.state == "FAILURE" and "levels deep" in str(final.value):
+            # echo returns {"args": [...]}: two levels deeper than what delay() accepted,
+            # so a value at the depth limit fails as a return value, saying so.
+            h.check_canary_and_health([result.id])
+            return
         assert final.state == "SUCCESS", f"echo ended {final.state}: {final.value!r} {final.reason or ''}"
         problem = difference({"args": args, "kwargs": kwargs}, final.value)
         assert problem is None, f"arguments did not come back unchanged: {problem}"
