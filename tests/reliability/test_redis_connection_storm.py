@@ -53,7 +53,9 @@ def test_resends_after_cut_connections_never_run_a_task_twice(
 
     killer = threading.Thread(target=cut_connections, daemon=True)
     killer.start()
-    sent, gave_up, false_duplicates = [], [], []
+    sent: list[str] = []
+    gave_up: list[str] = []
+    false_duplicates: list[str] = []
     try:
         for i in range(SENDS):
             task_id = f"storm-{i}"
@@ -64,14 +66,18 @@ def test_resends_after_cut_connections_never_run_a_task_twice(
                 false_duplicates.append(task_id)
             except BrokerUnavailable:
                 gave_up.append(task_id)  # the client gave up resending: stored or not, unknown
-    finally:
         stop.set()
         killer.join(10)
-    assert kills > 0
-    assert false_duplicates == []
-    run.wait_for(lambda: set(sent) <= set(run.ends()), timeout=120, what="every sent task to run")
-    worker.signal_group(signal.SIGTERM)
-    assert worker.wait(60) == 0, worker.output()
+        assert kills > 0
+        assert false_duplicates == []
+        run.wait_for(lambda: set(sent) <= set(run.ends()), timeout=120, what="every sent task to run")
+        worker.signal_group(signal.SIGTERM)
+        assert worker.wait(60) == 0, worker.output()
+    finally:
+        stop.set()
+        if worker.proc.poll() is None:  # a failed or timed-out test must not leave it running
+            worker.signal_group(signal.SIGKILL)
+            worker.proc.wait(10)
     ran: Counter[str] = run.ends()
     assert {task_id: n for task_id, n in ran.items() if n > 1} == {}
     assert set(ran) <= set(sent) | set(gave_up)
