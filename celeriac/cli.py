@@ -75,6 +75,13 @@ def find_app(path: str) -> Celery:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
+        parent, _, last = module_name.rpartition(".")
+        if not attribute and parent and exc.name == module_name:
+            # Celery reads -A proj.celery.app as module proj.celery, attribute app.
+            try:
+                return find_app(f"{parent}:{last}")
+            except (click.UsageError, AttributeError):
+                pass
         raise click.UsageError(f"cannot import {module_name!r} for -A {path}: {exc}") from exc
     if attribute:
         found: Any = module
@@ -102,9 +109,11 @@ def find_app(path: str) -> Celery:
 
 
 def _register() -> None:
+    from .beat.cli import beat_command
     from .worker.cli import worker_command
 
     main.add_command(worker_command)
+    main.add_command(beat_command)
     try:
         from .demo.cli import demo_command
     except ImportError:
