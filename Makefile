@@ -1,14 +1,25 @@
 # make demo  - set up .venv and run the reference app (examples/crn_check, Django + DRF) on SQLite:
 #              the Hometax stand-in, a worker and the Django server; 1,000 numbers through the API
 # make demo-plain - the same story without Django (`celeriac demo`)
-# make test  - set up .venv and run the whole test suite (needs Redis for the Redis tests)
+# make test  - set up .venv and run the whole test suite (needs Redis for the Redis tests), then
+#              again on Python 3.13 with the newest Django 6.x in .venv313 (see test-newest)
 # make fuzz  - the property-based robustness tests (tests/robustness) with 50x the examples
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The second leg of the matrix: Python 3.13 with the newest Django 6.x. PYTHON_NEWEST is a
+# python3.13 on PATH that runs (a pyenv shim for a version not selected does not), else
+# pyenv's; empty when neither exists.
+PYTHON_NEWEST ?= $(shell for p in python3.13 $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13; do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
+VENV_NEWEST := .venv313
+# What the second leg runs: the whole suite unless told otherwise (e.g. tests/django).
+NEWEST_PYTEST_ARGS ?=
+BIN_NEWEST := $(VENV_NEWEST)/bin
+STAMP_NEWEST := $(VENV_NEWEST)/.installed
 
-.PHONY: demo demo-plain demo-django test fuzz lint typecheck check bench clean
+.PHONY: demo demo-plain demo-django test test-newest fuzz lint typecheck check bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +37,35 @@ demo-django: demo
 demo-plain: $(STAMP)
 	$(BIN)/celeriac demo
 
+# The matrix: Python 3.11 with Django 5.2 and the django-tasks backport (.venv: Django 6 needs
+# Python 3.12, so pip resolves 5.2 there), then Python 3.13 with the newest Django 6.x.
 test: $(STAMP)
 	$(BIN)/ruff check celeriac tests
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+	@$(MAKE) --no-print-directory test-newest
+
+# The whole suite again on Python 3.13 with the newest Django 6.x (django.tasks), in .venv313.
+# Without a python3.13 it says so and passes locally; with CI=true it fails.
+test-newest:
+	@if [ -z "$(PYTHON_NEWEST)" ]; then \
+		if [ "$$CI" = true ]; then \
+			echo "make test: no python3.13 found (on PATH or in pyenv), so Django 6 cannot be tested; CI needs it" >&2; \
+			exit 1; \
+		fi; \
+		echo "make test: no python3.13 found (on PATH or in pyenv): ran Python 3.11 + Django 5.2 only;" \
+			"install Python 3.13 to test Django 6 too" >&2; \
+	else \
+		$(MAKE) --no-print-directory $(STAMP_NEWEST) && \
+		echo "== Python 3.13, Django $$($(BIN_NEWEST)/python -c 'import django; print(django.__version__)')" && \
+		$(BIN_NEWEST)/pytest -q -p no:cacheprovider $(NEWEST_PYTEST_ARGS); \
+	fi
+
+$(STAMP_NEWEST): pyproject.toml
+	$(PYTHON_NEWEST) -m venv $(VENV_NEWEST)
+	$(BIN_NEWEST)/pip install -q --upgrade pip
+	$(BIN_NEWEST)/pip install -q --upgrade -e '.[dev]' 'Django>=6,<7'
+	touch $(STAMP_NEWEST)
 
 # Thousands of random arguments, results, exceptions and raw envelopes per broker (memory,
 # SQLite, Redis) against one live worker each; takes tens of minutes. Failing examples are
@@ -48,4 +84,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.db *.db-wal *.db-shm
+	rm -rf $(VENV) $(VENV_NEWEST) .pytest_cache .mypy_cache .ruff_cache *.db *.db-wal *.db-shm

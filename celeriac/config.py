@@ -54,7 +54,12 @@ DEFAULTS: dict[str, Any] = {
     "worker_pool": "threads",
     "worker_hijack_root_logger": True,
     "beat_schedule": {},
-    "timezone": "UTC",
+    "beat_scheduler": None,  # None: "default" (beat_schedule); "django": the admin's periodic tasks
+    "beat_max_loop_interval": 5.0,  # seconds between beat's reads of switches and schedule edits
+    "beat_missed": "run_once",  # or "skip": what an entry does about ticks no beat could send
+    "beat_missed_after_seconds": 5.0,  # a tick sent later than this (or its period) after its time was missed
+    "beat_overlap": "allow",  # or "skip": no tick while the entry's previous run is unfinished
+    "timezone": None,  # None: UTC, or the host's zone with enable_utc = False (as in Celery)
     "enable_utc": True,
     "include": [],
     "imports": [],
@@ -75,6 +80,9 @@ OLD_NAMES = {
     "CELERYD_CONCURRENCY": "worker_concurrency",
     "CELERYD_PREFETCH_MULTIPLIER": "worker_prefetch_multiplier",
     "CELERYBEAT_SCHEDULE": "beat_schedule",
+    "CELERYBEAT_SCHEDULER": "beat_scheduler",
+    "CELERYBEAT_MAX_LOOP_INTERVAL": "beat_max_loop_interval",
+    "CELERY_ENABLE_UTC": "enable_utc",
     "CELERY_TIMEZONE": "timezone",
     "CELERY_ACKS_LATE": "task_acks_late",
     "BROKER_TRANSPORT_OPTIONS": "broker_transport_options",
@@ -128,15 +136,14 @@ class Settings(dict[str, Any]):
         prefix = f"{namespace}_" if namespace else ""
         names = source.keys() if isinstance(source, dict) else dir(source)
         for name in names:
-            if name.startswith("_"):
-                continue
+            key = None if name.startswith("_") else _setting_key(name, prefix)
+            if key is None:
+                continue  # not read at all: Django 6.1 warns on reading a deprecated setting
             try:
                 value = source[name] if isinstance(source, dict) else getattr(source, name)
             except Exception:  # Django settings raise for unset lazy names
                 continue
-            key = _setting_key(name, prefix)
-            if key is not None:
-                self[key] = value
+            self[key] = value
 
 
 def _setting_key(name: str, prefix: str) -> str | None:

@@ -101,8 +101,8 @@ def classify(task: Task[Any, Any], request: Request, exc: BaseException, tb: str
 def _is_cancelled_from_outside() -> bool:
     try:
         current = asyncio.current_task()
-    except RuntimeError:  # no running loop (eager apply() from sync code runs under asyncio.run)
-        return True
+    except RuntimeError:  # no loop: eager apply() of a sync task; nothing outside could cancel it
+        return False
     return current is None or current.cancelling() > 0
 
 

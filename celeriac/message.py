@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from .exceptions import SerializationError
-from .serialization import find_unencodable, from_wire, loads_pickle, needs_from_wire, safe_text
+from .serialization import MAX_DEPTH, find_unencodable, from_wire, loads_pickle, needs_from_wire, safe_text
 
 ENVELOPE_VERSION = 1
 
@@ -96,6 +96,14 @@ def _decode_envelope(raw: bytes, accept_content: frozenset[str]) -> Envelope:
         envelope = _decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise SerializationError(f"malformed message: {safe_text(str(exc))}") from exc
+    # Up to Python 3.11 msgspec refuses deep JSON by the recursion limit; from 3.12 it
+    # decodes any depth, so look, when the bytes hold enough brackets to be that deep.
+    # The bound is the producer's (each argument under MAX_DEPTH levels) plus the two
+    # levels of this list and of args/kwargs around an argument.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _nests_deeper_than(
+            [envelope.args, envelope.kwargs, envelope.headers, envelope.link, envelope.link_error,
+             envelope.chain, envelope.chord], MAX_DEPTH + 1):
+        raise SerializationError("malformed message: nested too deeply to decode")
     if envelope.v > ENVELOPE_VERSION:
         raise SerializationError(
             f"message schema version {envelope.v} is newer than this worker's "
@@ -115,6 +123,18 @@ def _decode_envelope(raw: bytes, accept_content: frozenset[str]) -> Envelope:
         envelope.args = from_wire(envelope.args)
         envelope.kwargs = from_wire(envelope.kwargs)
     return envelope
+
+
+def _nests_deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` holds containers more than ``limit`` levels down (walked without recursion)."""
+    pending = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (list, dict)):
+            if depth > limit:
+                return True
+            pending.extend((inner, depth + 1) for inner in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 def now_ms() -> int:
@@ -175,9 +195,11 @@ class ResultRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     exc_message: str | None = None
     traceback: str | None = None
     date_done_ms: int | None = None
+    date_started_ms: int | None = None  # when the attempt that wrote this record started
     name: str | None = None
-    args: list[Any] | None = None  # only with result_extended
+    args: list[Any] | None = None  # only with result_extended (the app's, or the task's own)
     kwargs: dict[str, Any] | None = None
+    headers: dict[str, Any] | None = None  # the message's headers, with result_extended
     retries: int = 0
     worker: str | None = None
     parent_id: str | None = None

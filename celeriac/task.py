@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import inspect
+import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from ._bridge import run_sync
 from .context import Request, current_request
 from .exceptions import ConfigurationError, Retry, SerializationError
-from .execution import check_can_retry, execute
+from .execution import Outcome, check_can_retry, execute
 from .message import FAILURE, RETRY, SUCCESS, ResultRecord, encode_record, now_ms
 from .result import EagerResult
 from .serialization import find_unencodable, safe_text, to_wire
@@ -31,7 +35,7 @@ TASK_OPTIONS = frozenset({
     "time_limit", "soft_time_limit", "acks_late", "ignore_result", "expires", "serializer",
     "track_started", "typing", "base", "shared", "retry_kwargs", "acks_on_failure_or_timeout",
     "reject_on_worker_lost", "store_errors_even_if_ignored", "throws", "pydantic", "trail",
-    "lazy", "routing_key",
+    "lazy", "routing_key", "result_extended",
 })
 
 _SEND_OPTION_NAMES = ("queue", "priority", "ignore_result", "expires", "serializer",
@@ -72,6 +76,8 @@ class Task(Generic[P, R]):
         self.expires: Any = options.get("expires")
         self.serializer: str | None = options.get("serializer")
         self.track_started: bool | None = options.get("track_started")
+        # None: the app's result_extended decides whether records keep the call's arguments.
+        self.result_extended: bool | None = options.get("result_extended")
         self.typing: bool = options.get("typing", True)
         self.__doc__ = fun.__doc__
         self.__name__ = getattr(fun, "__name__", self.name)
@@ -126,8 +132,11 @@ class Task(Generic[P, R]):
         self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
     ) -> AsyncResult[R]:
         if self.app.conf.task_always_eager:
+            # On a thread of its own, outside this loop (a sync body may use Django's ORM),
+            # in this context (self.request of a calling task becomes its parent).
+            call = contextvars.copy_context()
             return await asyncio.get_running_loop().run_in_executor(
-                None, lambda: self.apply(args, kwargs, **options)
+                None, lambda: call.run(self.apply, args, kwargs, **options)
             )
         message, result = self._message(args, kwargs, options)
         await self.app.publish([message], options.get("on_duplicate", "error"))
@@ -179,41 +188,94 @@ class Task(Generic[P, R]):
     def apply(
         self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
     ) -> EagerResult[R]:
-        """Run the task here and now, blocking; retries run at once, as in Celery."""
+        """Run the task here and now, blocking; retries run at once, as in Celery.
+
+        A sync body runs in the calling thread, outside any event loop (so Django's ORM
+        works in it, inside the caller's transaction); an async body runs on an event loop.
+        ``throw`` (default: ``task_eager_propagates``) re-raises a failure's exception; a
+        ``KeyboardInterrupt`` from the body is always re-raised: here it is the caller's.
+        With ``task_store_eager_result`` the outcome is also written to the result store.
+        """
+        return self.apply_on(self.app, args, kwargs, **options)
+
+    def apply_on(
+        self, app: Celery, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> EagerResult[R]:
+        """``apply()`` under ``app``'s settings and result store, whichever app is current.
+
+        For callers that hold the app a shared task is sent through (Django's Tasks backend).
+        """
         task_id = options.get("task_id") or str(uuid.uuid4())
         request = Request(
             id=task_id, task=self.name, args=list(args or ()), kwargs=dict(kwargs or {}),
             retries=int(options.get("retries") or 0), is_eager=True, root_id=task_id,
-            headers=dict(options.get("headers") or {}),
+            headers=dict(options.get("headers") or {}), hostname=socket.gethostname(),
         )
         parent = current_request()
         if parent is not None:
             request.parent_id, request.root_id = parent.id, parent.root_id or parent.id
         while True:
+            started_ms = now_ms()
             outcome = self._run_eagerly(request)
             if outcome.kind != "retry":
                 break
             request.retries += 1
             if outcome.retry_args is not None:
                 request.args, request.kwargs = outcome.retry_args
-        if outcome.kind in ("failure", "reject") and self.app.conf.task_eager_propagates:
-            assert outcome.exc is not None
+        if isinstance(outcome.exc, KeyboardInterrupt):
             raise outcome.exc
-        state = SUCCESS if outcome.kind in ("success", "ignore") else FAILURE
-        record = outcome_record(task_id, state, name=self.name, value=outcome.value, exc=outcome.exc,
-                                tb=outcome.traceback, retries=request.retries)
-        exception = outcome.exc if state == FAILURE else None
-        result: EagerResult[R] = EagerResult(task_id, record, app=self.app, task_name=self.name)
+        record, exception = self._eager_record(app, request, outcome, started_ms)
+        throw = options.get("throw")
+        if exception is not None and (app.conf.task_eager_propagates if throw is None else throw):
+            raise exception
+        if self._stores_eager_result(app, options):
+            run_sync(_astore_eager(app, record))
+        result: EagerResult[R] = EagerResult(task_id, record, app=app, task_name=self.name)
         result._exception = exception
         return result
 
-    def _run_eagerly(self, request: Request) -> Any:
-        coro = execute(self, request, None, None, None)
+    def _eager_record(self, app: Celery, request: Request, outcome: Outcome,
+                      started_ms: int) -> tuple[ResultRecord, BaseException | None]:
+        """The record of an eager run, and the exception it failed with (None on success)."""
+        extended: dict[str, Any] = {}
+        if self.result_extended if self.result_extended is not None else app.conf.result_extended:
+            extended = {"headers": request.headers or None}
+            # Eager calls take any object; a record keeps only arguments JSON can hold.
+            with contextlib.suppress(SerializationError):
+                extended.update(args=to_wire(request.args), kwargs=to_wire(request.kwargs))
+        state = SUCCESS if outcome.kind in ("success", "ignore") else FAILURE
+        assert request.id is not None
         try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(coro)
-        return run_sync(coro)  # inside a running loop: run on the bridge and wait
+            record = outcome_record(request.id, state, name=self.name, value=outcome.value, exc=outcome.exc,
+                                    tb=outcome.traceback, retries=request.retries, worker=request.hostname,
+                                    date_started_ms=started_ms, **extended)
+        except SerializationError as exc:  # a return value JSON cannot hold fails the task, as on a worker
+            return outcome_record(request.id, FAILURE, name=self.name, exc=exc, retries=request.retries,
+                                  worker=request.hostname, date_started_ms=started_ms, **extended), exc
+        return record, outcome.exc if state == FAILURE else None
+
+    def _stores_eager_result(self, app: Celery, options: dict[str, Any]) -> bool:
+        conf = app.conf
+        if not conf.task_store_eager_result:
+            return False
+        ignore = options.get("ignore_result")
+        if ignore is None:
+            ignore = self.ignore_result if self.ignore_result is not None else conf.task_ignore_result
+        return not ignore
+
+    def _run_eagerly(self, request: Request) -> Outcome:
+        coro = execute(self, request, None, None, None)
+        if not self.is_async:
+            return _run_without_loop(coro)
+        if not _loop_is_running():
+            # Outside any except block: the task's own exceptions must carry no context.
+            return run_sync(coro)  # this thread's own loop, in this context
+        # A loop runs here already (apply() from async code): run it on another thread's
+        # loop, in this thread's context, so a nested apply() still sees its parent.
+        call = contextvars.copy_context()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="celeriac-eager") as pool:
+            return pool.submit(call.run, run_sync, coro).result()
 
     # --- retrying ---------------------------------------------------------------------
 
@@ -281,6 +343,35 @@ class Task(Generic[P, R]):
         from .canvas import chunks
 
         return chunks(self.s(), it, n, app=self.app)
+
+
+async def _astore_eager(app: Celery, record: ResultRecord) -> None:
+    store = await app.result_store()
+    await store.store([record])
+
+
+def _loop_is_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _run_without_loop(coro: Coroutine[Any, Any, Outcome]) -> Outcome:
+    """Drive ``execute()`` of a sync task to its end in this thread, with no event loop.
+
+    With no thread pool given, ``execute()`` calls a sync body directly and never
+    suspends, so one ``send()`` finishes it. Were it ever to suspend, that is a bug here,
+    said loudly rather than hung on.
+    """
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        outcome: Outcome = done.value
+        return outcome
+    coro.close()
+    raise RuntimeError("execute() of a sync task suspended in eager mode; it must run straight through")
 
 
 def _plain_arity(signature: inspect.Signature, bind: bool) -> int:

@@ -65,7 +65,8 @@ class DjangoResultStore:
             from django.apps import apps
         except ImportError as exc:
             raise ConfigurationError(
-                "the django:// result store needs Django; install it with pip install 'celeriac[django]'"
+                "the django:// result store needs Django; install it with the django extra: "
+                "pip install -e '/path/to/celeriac[django]' from a checkout (see docs/django.md)"
             ) from exc
         if not apps.ready:
             raise ConfigurationError(

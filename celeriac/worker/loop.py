@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from .. import signals
-from ..servers.contracts import lost_record
 from ..context import Request
 from ..events import (
     TASK_FAILED,
@@ -50,7 +49,8 @@ from ..message import (
     encode_envelope,
     now_ms,
 )
-from ..serialization import check_args, dumps_pickle, safe_text
+from ..serialization import check_args, dumps_pickle, safe_text, to_wire
+from ..servers.contracts import lost_record
 from ..task import Task, outcome_record
 from .completion import CompletionBuffer
 from .followups import FollowUps
@@ -62,7 +62,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("celeriac.worker")
 
-IDLE_RESERVE_TIMEOUT_S = 1.0
+# How long one idle reserve may wait for a message before the fetch loop calls again.
+# A stop waits for the reserve in flight (cutting a blocking reserve short could leave a
+# message leased to a reply nobody reads, back only when its lease runs out), so this
+# bounds how long an idle worker takes to exit on SIGTERM: Django's Tasks framework
+# expects an idle worker gone within 0.5 s. Each window costs one broker call when idle.
+IDLE_RESERVE_TIMEOUT_S = 0.2
 # A warm shutdown waits this long, after running tasks end, for the last acks and
 # results to be written (and as long again for the rest of its clean-up), so it ends
 # within its timeout plus a few seconds even when the broker is gone.
@@ -348,10 +353,10 @@ class Worker:
     async def _start(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any],
                      revoked: dict[str, bool], now: int) -> None:
         if delivery.task_id in revoked:
-            self._finish_unrun(delivery, envelope, "revoked before it started")
+            self._finish_unrun(delivery, envelope, task, "revoked before it started")
             return
         if envelope.expires_ms is not None and envelope.expires_ms < now:
-            self._finish_unrun(delivery, envelope, "expired before it started")
+            self._finish_unrun(delivery, envelope, task, "expired before it started")
             return
         if await self._over_rate_limit(delivery, task):
             return
@@ -370,12 +375,13 @@ class Worker:
         await self.broker.retry(delivery, delivery.body, now_ms() + max(1, int(wait_s * 1000)))
         return True
 
-    def _finish_unrun(self, delivery: Delivery, envelope: Envelope, reason: str) -> None:
+    def _finish_unrun(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any], reason: str,
+                      started_ms: int | None = None) -> None:
         logger.info("Task %s[%s] %s: not run", envelope.task, envelope.id, reason)
         from ..exceptions import TaskRevokedError
 
-        record = outcome_record(envelope.id, REVOKED, name=envelope.task, exc=TaskRevokedError(reason),
-                                token=delivery.fencing_token, worker=self.hostname)
+        record = self._record(delivery, envelope, task, REVOKED, exc=TaskRevokedError(reason),
+                              date_started_ms=started_ms)
         self.completion.ack(delivery, record)
         if self.sends_events:
             self.completion.event(task_event(TASK_REVOKED, self.hostname, envelope.id, envelope.task,
@@ -399,18 +405,19 @@ class Worker:
 
     async def _run(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any]) -> None:
         started_ts = time.time()
+        started_ms = int(started_ts * 1000)
         stores_result = not (envelope.ignore_result or task.ignore_result)
         try:
             request = self._request(delivery, envelope)
             if stores_result and (task.track_started or (task.track_started is None and self.track_started)):
-                self.completion.record(self._record(delivery, envelope, STARTED))
+                self.completion.record(self._record(delivery, envelope, task, STARTED, date_started_ms=started_ms))
             outcome = await execute(
                 task, request, self._run_in_thread if not task.is_async else None,
                 envelope.time_limit or task.time_limit or self.default_time_limit,
                 envelope.soft_time_limit or task.soft_time_limit or self.default_soft_time_limit,
             )
         except asyncio.CancelledError:
-            self._on_cancelled(delivery, envelope)
+            self._on_cancelled(delivery, envelope, task, started_ms)
             return
         except Exception as exc:  # the worker's own code around the body (execute() never raises)
             await self._finish_failed(delivery, envelope, exc)
@@ -422,7 +429,7 @@ class Worker:
         self.tasks_done += 1
         try:
             _outcome_signal(task, envelope, outcome)
-            await self._finish(delivery, envelope, task, request, outcome, stores_result)
+            await self._finish(delivery, envelope, task, request, outcome, stores_result, started_ms)
             if self.sends_events:
                 self.completion.event(task_event(
                     OUTCOME_EVENTS[outcome.kind], self.hostname, envelope.id, envelope.task,
@@ -437,10 +444,11 @@ class Worker:
     def _run_in_thread(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
         return asyncio.get_running_loop().run_in_executor(self._threads, fn)
 
-    def _record(self, delivery: Delivery, envelope: Envelope, state: str, **fields: Any) -> ResultRecord:
+    def _record(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any], state: str,
+                **fields: Any) -> ResultRecord:
         extended: dict[str, Any] = {}
-        if self.result_extended:
-            extended = {"args": envelope.args, "kwargs": envelope.kwargs}
+        if task.result_extended if task.result_extended is not None else self.result_extended:
+            extended = _call_of(envelope)
         return outcome_record(
             envelope.id, state, name=envelope.task, retries=envelope.retries,
             token=delivery.fencing_token, worker=self.hostname, parent_id=envelope.parent_id,
@@ -448,7 +456,7 @@ class Worker:
         )
 
     async def _finish(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any],
-                      request: Request, outcome: Outcome, stores_result: bool) -> None:
+                      request: Request, outcome: Outcome, stores_result: bool, started_ms: int) -> None:
         label = f"Task {envelope.task}[{envelope.id}]"
         kind = outcome.kind
         if kind == "success":
@@ -457,22 +465,24 @@ class Worker:
             record = None
             if stores_result or envelope.chord:
                 try:
-                    record = self._record(delivery, envelope, SUCCESS, value=outcome.value, children=children)
+                    record = self._record(delivery, envelope, task, SUCCESS, value=outcome.value, children=children,
+                                          date_started_ms=started_ms)
                 except SerializationError as exc:
                     logger.error("%s returned a value that cannot be stored: %s", label, exc)
-                    record = self._record(delivery, envelope, FAILURE, exc=exc)
+                    record = self._record(delivery, envelope, task, FAILURE, exc=exc, date_started_ms=started_ms)
             if envelope.chord and record is not None:
                 await self.followups.chord_member_done(envelope, record)
             self._acknowledge(delivery, envelope, record)
         elif kind == "failure":
             logger.error("%s raised unexpected: %s\n%s", label, _short(outcome.exc, 1000), outcome.traceback or "")
-            record = self._record(delivery, envelope, FAILURE, exc=outcome.exc, tb=outcome.traceback)
+            record = self._record(delivery, envelope, task, FAILURE, exc=outcome.exc, tb=outcome.traceback,
+                                  date_started_ms=started_ms)
             await self.followups.on_failure(envelope, request, outcome.exc, outcome.traceback)
             if envelope.chord:
                 await self.followups.chord_member_done(envelope, record)
             self._acknowledge(delivery, envelope, record if stores_result else None)
         elif kind == "retry":
-            await self._retry(delivery, envelope, outcome, stores_result, label)
+            await self._retry(delivery, envelope, task, outcome, stores_result, label, started_ms)
         elif kind == "ignore":
             logger.info("%s ignored", label)
             self.completion.ack(delivery, None)
@@ -507,8 +517,8 @@ class Worker:
         # A chord member's result was written with its group membership, not with the ack.
         self.completion.ack(delivery, None if envelope.chord else record)
 
-    async def _retry(self, delivery: Delivery, envelope: Envelope, outcome: Outcome,
-                     stores_result: bool, label: str) -> None:
+    async def _retry(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any], outcome: Outcome,
+                     stores_result: bool, label: str, started_ms: int) -> None:
         delay_s = outcome.retry_in_s or 0.0
         logger.info("%s retry: retry in %.1fs: %r", label, delay_s, outcome.exc)
         next_attempt = Envelope(**{f: getattr(envelope, f) for f in envelope.__struct_fields__})
@@ -525,7 +535,8 @@ class Worker:
             logger.warning("%s: retry refused, its lease was taken over by another worker", label)
             return
         if stores_result:
-            self.completion.record(self._record(delivery, envelope, RETRY, exc=outcome.exc, tb=outcome.traceback))
+            self.completion.record(self._record(delivery, envelope, task, RETRY, exc=outcome.exc,
+                                                tb=outcome.traceback, date_started_ms=started_ms))
 
     # --- events ---------------------------------------------------------------------
 
@@ -539,14 +550,14 @@ class Worker:
 
     # --- cancellation ---------------------------------------------------------------
 
-    def _on_cancelled(self, delivery: Delivery, envelope: Envelope) -> None:
+    def _on_cancelled(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any], started_ms: int) -> None:
         reason = self._cancel_reasons.pop(delivery.task_id, "shutdown")
         if reason == "shutdown":
             return  # the shutdown path releases its lease
         if reason == "revoked":
             logger.info("Task %s[%s] terminated: revoked", envelope.task, envelope.id)
             self.keeper.drop(delivery.task_id)
-            self._finish_unrun(delivery, envelope, "revoked (terminated while running)")
+            self._finish_unrun(delivery, envelope, task, "revoked (terminated while running)", started_ms)
             return
         logger.warning("Task %s[%s] cancelled: %s", envelope.task, envelope.id, reason)
         self.keeper.drop(delivery.task_id)
@@ -649,6 +660,17 @@ def _outcome_signal(task: Task[Any, Any], envelope: Envelope, outcome: Outcome) 
                                   args=envelope.args, kwargs=envelope.kwargs, traceback=outcome.traceback)
     elif outcome.kind == "retry" and signals.task_retry.has_receivers:
         signals.task_retry.send(sender=task, task_id=envelope.id, reason=outcome.exc)
+
+
+def _call_of(envelope: Envelope) -> dict[str, Any]:
+    """What an extended record keeps of the call: arguments in wire form, as the producer sent
+    them (readers decode them again), and the headers. Pickled arguments JSON cannot hold
+    are left out rather than failing the record."""
+    try:
+        return {"args": to_wire(envelope.args), "kwargs": to_wire(envelope.kwargs),
+                "headers": envelope.headers or None}
+    except SerializationError:
+        return {"headers": envelope.headers or None}
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:

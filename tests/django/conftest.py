@@ -7,12 +7,15 @@ subprocesses open too (``CRN_CHECK_DB``), and a fresh SQLite broker per test.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shutil
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -84,6 +87,42 @@ def broker_url(app: Celery, tmp_path: Path) -> Iterator[str]:
     yield url
     run_sync(app.close())
     app.conf.broker_url, app.conf.result_backend = saved
+
+
+@dataclass(frozen=True)
+class Servers:
+    """Where the project's app sends tasks and keeps results for one test."""
+
+    kind: str  # memory, sqlite, redis or django-db (SQLite broker, results in Django's database)
+    broker_url: str
+    result_backend: str
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis",
+                        # a worker process writes the rows, which this process then reads
+                        pytest.param("django-db", marks=pytest.mark.django_db(transaction=True))])
+def servers(request: pytest.FixtureRequest, app: Celery, tmp_path: Path) -> Iterator[Servers]:
+    """Every broker and result store in turn, fresh for this test, set on the project's app."""
+    from celeriac._bridge import run_sync
+    from tests.conftest import redis_test_url
+
+    kind = request.param
+    with contextlib.ExitStack() as cleanup:
+        if kind == "memory":
+            url = f"memory://{uuid.uuid4().hex}"
+        elif kind == "redis":
+            url = cleanup.enter_context(redis_test_url("djtasks"))
+        else:
+            url = f"sqlite:///{tmp_path / 'celeriac-broker.db'}"
+        chosen = Servers(kind, url, "django-db" if kind == "django-db" else url)
+        saved = (app.conf.broker_url, app.conf.result_backend)
+        run_sync(app.close())
+        app.conf.broker_url, app.conf.result_backend = chosen.broker_url, chosen.result_backend
+        try:
+            yield chosen
+        finally:
+            run_sync(app.close())
+            app.conf.broker_url, app.conf.result_backend = saved
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,11 @@ except ImportError:  # Django 5.2: the backport
 
 @task
 def add(x: int, y: int) -> int:
+    return x + y
+
+
+@task
+async def add_async(x: int, y: int) -> int:
     return x + y
 
 
@@ -36,3 +43,51 @@ def append_line(path: str, line: str) -> None:
     """Appends ``line`` to ``path``: the order the worker ran tasks in."""
     with Path(path).open("a") as f:
         f.write(line + "\n")
+
+
+@task
+async def fail_async(message: str) -> None:
+    raise ValueError(message)
+
+
+@task
+def system_exit() -> None:
+    raise SystemExit("This Task failed due to SystemExit")
+
+
+@task
+def keyboard_interrupt() -> None:
+    raise KeyboardInterrupt("This Task failed due to KeyboardInterrupt")
+
+
+@task
+def exit_one() -> None:
+    sys.exit(1)
+
+
+@task
+def lambda_result() -> Any:
+    return lambda: True  # neither JSON nor picklable: the framework fails the task
+
+
+@task(takes_context=True)
+def wait_for(context: Any, path: str) -> int:
+    """Runs until ``path`` exists (the test creates it once it has seen the task RUNNING)."""
+    while not Path(path).exists():
+        time.sleep(0.01)  # a file is the only signal a test can send into a worker process
+    return int(context.attempt)
+
+
+@task(queue_name="emails")
+def record_queue(path: str, label: str) -> str:
+    with Path(path).open("a") as f:
+        f.write(label + "\n")
+    return label
+
+
+@task
+def count_users() -> int:
+    """Reads the database: eager, it must see the caller's uncommitted rows."""
+    from django.contrib.auth.models import User
+
+    return int(User.objects.count())

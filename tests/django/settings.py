@@ -12,8 +12,6 @@ CELERIAC_APP = "crn_check.celery:app"
 
 # tests.django.djtasks is no installed app's tasks.py: workers import it by name.
 CELERY_IMPORTS = ["tests.django.djtasks"]
-# The Django tasks' results name their task; keep arguments too, for get_result().args.
-CELERY_RESULT_EXTENDED = True
 
 TASKS = {
     "default": {

@@ -1,7 +1,8 @@
 """Django's Tasks framework on celeriac: tasks written with ``@task`` run on a real worker.
 
 The worker is ``python -m celeriac -A celeriac.contrib.django.project worker`` on a fresh
-SQLite broker; results come back through ``get_result()`` / ``aget_result()``.
+SQLite broker (or Redis, where the broker decides: priority, ``run_after``, queues);
+results come back through ``get_result()`` / ``aget_result()``.
 """
 
 from __future__ import annotations
@@ -11,14 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.test import override_settings
 from django.utils import timezone
 
 from celeriac import Celery
 from celeriac.contrib.django.tasks import CeleriacBackend, celeriac_priority, django_status
 
 from . import djtasks
+from .conftest import ROOT, Servers
 from .test_api import queue_depths
 from .workers import celeriac_worker
+
+ON_SERVERS = pytest.mark.parametrize("servers", ["sqlite", "redis"], indirect=True)
 
 try:
     from django.tasks import TaskResultStatus, task_backends
@@ -40,6 +45,21 @@ def test_priority_maps_linearly_onto_0_to_9() -> None:
     assert mapped == sorted(mapped) and set(mapped) == set(range(10))
     with pytest.raises(ValueError, match="outside"):
         celeriac_priority(101)
+
+
+def test_the_framework_follows_djangos_version_not_pythons() -> None:
+    import tomllib
+
+    import django
+
+    from celeriac.contrib.django import tasks
+
+    assert tasks._api.source == ("django.tasks" if django.VERSION >= (6, 0) else "django_tasks")
+    # So the django extra brings the backport whatever the Python version (Django 5.2 runs
+    # on 3.10 to 3.14); a requirement cannot depend on which Django gets installed.
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["django"]
+    [backport] = [requirement for requirement in extra if requirement.startswith("django-tasks")]
+    assert ";" not in backport, backport
 
 
 def test_backend_is_the_configured_one() -> None:
@@ -92,28 +112,57 @@ def test_unknown_result_does_not_exist(broker_url: str) -> None:
         task_backends["default"].get_result("no-such-id")
 
 
-def test_priority_decides_the_order(broker_url: str, tmp_path: Path) -> None:
+@ON_SERVERS
+def test_priority_decides_the_order_of_a_backlog(servers: Servers, tmp_path: Path) -> None:
     log = tmp_path / "order.log"
-    for priority in (-100, 0, 100, -50, 50):
+    for priority in (-100, 0, 100, -50, 50, 0, 100):
         djtasks.append_line.using(priority=priority).enqueue(str(log), str(priority))
-    worker = celeriac_worker(broker_url, "-c", "1", "--until-empty")  # one at a time, by priority
+    # One at a time, the whole backlog waiting before the worker starts.
+    worker = celeriac_worker(servers.broker_url, "-c", "1", "--until-empty")
     assert worker.process.wait(60) == 0, worker.output()
-    assert log.read_text().split() == ["100", "50", "0", "-50", "-100"]
+    assert log.read_text().split() == ["100", "100", "50", "0", "0", "-50", "-100"]
 
 
-def test_run_after_defers_the_task(broker_url: str, app: Celery) -> None:
+@ON_SERVERS
+def test_run_after_defers_the_task(servers: Servers, app: Celery) -> None:
     run_after = timezone.now() + dt.timedelta(seconds=2.5)  # margin for a slow machine before the checks below
-    worker = celeriac_worker(broker_url)
+    worker = celeriac_worker(servers.broker_url)
     try:
         deferred = djtasks.add.using(run_after=run_after).enqueue(1, 1)
+        now_ = djtasks.add.enqueue(2, 2)
+        wait_done(app, now_)  # the worker is taking tasks, and still holds this one back
         assert djtasks.add.get_result(deferred.id).status == TaskResultStatus.READY
         assert queue_depths(app) == {"celery": 1}  # waiting in the schedule
         wait_done(app, deferred)
     finally:
-        worker.stop()
+        assert worker.stop() == 0, worker.output()
     done = djtasks.add.get_result(deferred.id)
     assert done.status == TaskResultStatus.SUCCESSFUL and done.return_value == 2
-    assert done.finished_at >= run_after
+    assert done.started_at >= run_after and done.task.run_after == run_after
+
+
+@ON_SERVERS
+def test_queue_name_routes_to_that_queue(servers: Servers, app: Celery, tmp_path: Path) -> None:
+    log = tmp_path / "queues.log"
+    emailed = djtasks.record_queue.enqueue(str(log), "emails")  # queue_name="emails"
+    default = djtasks.append_line.enqueue(str(log), "default")  # Django's "default": the app's "celery"
+    assert queue_depths(app) == {"emails": 1, "celery": 1}
+    worker = celeriac_worker(servers.broker_url, "--until-empty", queues=("emails",))
+    assert worker.process.wait(60) == 0, worker.output()
+    assert log.read_text().split() == ["emails"]  # only the worker of its queue ran it
+    assert djtasks.append_line.get_result(default.id).status == TaskResultStatus.READY
+    assert djtasks.record_queue.get_result(emailed.id).task.queue_name == "emails"
+
+    mapped_backend = {"default": {"BACKEND": "celeriac.contrib.django.tasks.CeleriacBackend",
+                                  "QUEUES": ["default", "emails"], "OPTIONS": {"queue_map": {"emails": "mail"}}}}
+    with override_settings(TASKS=mapped_backend):
+        mapped = djtasks.record_queue.enqueue(str(log), "mail")
+        assert queue_depths(app) == {"celery": 1, "mail": 1}
+        worker = celeriac_worker(servers.broker_url, "--until-empty", queues=("mail",))
+        assert worker.process.wait(60) == 0, worker.output()
+        result = djtasks.record_queue.get_result(mapped.id)
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.task.queue_name == "emails"
+    assert log.read_text().split() == ["emails", "mail"]
 
 
 @pytest.mark.django_db(transaction=True)  # the worker writes results as rows of this database

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .conftest import EXAMPLE, ROOT, subprocess_env
+from celeriac import Celery
+from celeriac.worker import Worker
+
+from .conftest import EXAMPLE, ROOT, Servers, subprocess_env
 
 READY = " ready: queues "
 
@@ -63,3 +68,30 @@ def manage_py_worker(broker_url: str, *args: str, **env: str) -> WorkerProcess:
 def _env(broker_url: str, extra: dict[str, str]) -> dict[str, str]:
     result_backend = extra.pop("CELERY_RESULT_BACKEND", broker_url)
     return subprocess_env(CELERY_BROKER_URL=broker_url, CELERY_RESULT_BACKEND=result_backend, **extra)
+
+
+@contextlib.contextmanager
+def worker_for(servers: Servers, app: Celery, *args: str,
+               queues: Sequence[str] = ("celery", "emails")) -> Iterator[object]:
+    """A worker on ``servers`` while the block runs: a process, or for memory:// a thread of
+    this one (that broker lives in one process); either stops warm and must exit cleanly."""
+    if servers.kind != "memory":
+        process = celeriac_worker(servers.broker_url, *args, queues=queues,
+                                  CELERY_RESULT_BACKEND=servers.result_backend)
+        try:
+            yield process
+        finally:
+            assert process.stop() == 0, process.output()
+        return
+    worker = Worker(app, queues=list(queues), handle_signals=False)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(worker.run(),), daemon=True)
+    thread.start()
+    try:
+        assert worker.ready.wait(30), "the in-process worker never became ready"
+        yield worker
+    finally:
+        loop.call_soon_threadsafe(worker.stop)
+        thread.join(30)
+        loop.close()
+        assert not thread.is_alive() and worker.exit_code == 0

@@ -314,6 +314,33 @@ async def test_result_extended_keeps_args(app: Celery) -> None:
     assert result.get(timeout=5) == 9 and result.args == [4, 5] and result.kwargs == {}
 
 
+async def test_a_tasks_own_result_extended_keeps_its_call(app: Celery) -> None:
+    """Per task, as Django's Tasks backend sets it; arguments stored in wire form, so values
+    JSON has no spelling for (infinity) come back as sent, with the message's headers."""
+    @app.task(result_extended=True)
+    def size(values: dict[str, float], *, tag: str) -> int:
+        return len(values)
+
+    @app.task
+    def plain() -> int:
+        return 1
+
+    kept = size.apply_async(({"x": float("inf")},), {"tag": "t"}, headers={"origin": "test"})
+    bare = plain.delay()
+    await drain(app)
+    assert kept.get(timeout=5) == 1
+    assert kept.args == [{"x": float("inf")}] and kept.kwargs == {"tag": "t"}
+    store = await app.result_store()
+    record = await store.fetch(kept.id)
+    assert record is not None and record.headers == {"origin": "test"}
+    assert record.date_started_ms is not None and record.date_done_ms is not None
+    assert record.date_started_ms <= record.date_done_ms
+    # The app's default (result_extended off) still keeps only the start time.
+    assert bare.get(timeout=5) == 1 and bare.args is None
+    bare_record = await store.fetch(bare.id)
+    assert bare_record is not None and bare_record.date_started_ms is not None and bare_record.headers is None
+
+
 async def test_dead_lettered_task_fails_instead_of_pending_forever(app: Celery) -> None:
     from celeriac.exceptions import Reject, WorkerLostError
 

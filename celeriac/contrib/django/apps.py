@@ -17,7 +17,8 @@ class CeleriacConfig(AppConfig):  # type: ignore[misc]  # Django ships no type h
         # The app module calls ``app.autodiscover_tasks()``, which lists the installed
         # apps: it can only run now, when they are loaded. Importing it here registers
         # the tasks in every Django process (runserver, shell, tests), so a project
-        # needs no ``from .celery import app`` in its package ``__init__``.
+        # needs no ``from .celery import app`` in its package ``__init__`` (and with no
+        # app module at all, the app made from the CELERY_* settings does the same).
         app = load_project_app(required=False)
         if app is not None:
             app.run_pending_discovery()
@@ -27,6 +28,13 @@ class CeleriacConfig(AppConfig):  # type: ignore[misc]  # Django ships no type h
 def _close_old_connections(**_: object) -> None:
     from django.db import close_old_connections
 
+    from ...context import current_request
+
+    request = current_request()
+    if request is not None and request.is_eager:
+        # Run in the caller (task_always_eager): its connection is the caller's, perhaps
+        # inside a transaction (a TestCase's) that closing it would break.
+        return
     close_old_connections()
 
 

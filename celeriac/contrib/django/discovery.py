@@ -22,24 +22,68 @@ def project_app_path() -> str | None:
 
 
 def load_project_app(required: bool = True) -> Celery | None:
-    """Import the project's app; None when it is not set and the conventional module is absent."""
+    """The project's app: ``CELERIAC_APP``, else ``<project>.celery``, else a default one.
+
+    When the project names no app and has no ``celery.py``, the app created last is used,
+    or, if there is none, :func:`default_app`: a project that only uses Django's Tasks
+    framework needs no celeriac module of its own. An app that is named but cannot be
+    imported raises (``required`` is kept for callers written when this could be None).
+    """
     from ...cli import find_app
 
     path = project_app_path()
     if path is None:
-        if required:
-            raise LookupError(_HOW_TO_NAME_THE_APP)
-        return None
+        return default_app()
     module_name = path.partition(":")[0]
-    explicit = _is_explicit()
     try:
         importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         # Only a missing conventional module is fine; a broken import inside it is not.
-        if explicit or required or exc.name != module_name:
+        if _is_explicit() or exc.name != module_name:
             raise
-        return None
+        return default_app()
     return find_app(path)
+
+
+_default_app: Celery | None = None
+
+
+def default_app() -> Celery:
+    """The app created last; else one made from Django's settings, as ``proj/celery.py`` would be.
+
+    ``Celery(<project>)`` reading ``CELERY_*`` settings, discovering ``tasks.py`` in every
+    installed app, made once.
+    """
+    global _default_app
+    from ... import app as app_module
+
+    existing = app_module._current_app
+    if existing is not None:
+        return existing
+    if _default_app is None:
+        from django.conf import settings
+
+        settings_module: str = getattr(settings, "SETTINGS_MODULE", None) or ""
+        made = app_module.Celery(settings_module.rpartition(".")[0] or "django")
+        made.config_from_object("django.conf:settings", namespace="CELERY")
+        made.autodiscover_tasks()
+        _default_app = made
+    return _default_app
+
+
+def has_app_module() -> bool:
+    """Whether the project names an app (``CELERIAC_APP``) or has its ``<project>.celery`` module."""
+    import importlib.util
+
+    path = project_app_path()
+    if path is None:
+        return False
+    if _is_explicit():
+        return True
+    try:
+        return importlib.util.find_spec(path.partition(":")[0]) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def _is_explicit() -> bool:

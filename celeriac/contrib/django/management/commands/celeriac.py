@@ -1,7 +1,8 @@
 """``python manage.py celeriac worker|dlq|purge|...``: the ``celeriac`` command for this project.
 
 Everything after ``celeriac`` goes to celeriac's own command line, with ``-A`` set to the
-project's app (``CELERIAC_APP`` in settings, else ``<project>.celery``) unless given.
+project's app (``CELERIAC_APP`` in settings, else ``<project>.celery``, else one made from
+the ``CELERY_*`` settings) unless given.
 Django is already set up here, so the app's ``autodiscover_tasks()`` and the tasks' ORM
 calls work as in any other management command.
 """
@@ -48,16 +49,13 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django ships no type hints
 def forward(args: list[str], prog: str) -> int:
     """Run celeriac's click group with ``args``; return its exit code."""
     from celeriac.cli import main
-    from celeriac.contrib.django.discovery import project_app_path
+    from celeriac.contrib.django.discovery import has_app_module, project_app_path
 
     if not names_app(args):
-        path = project_app_path()
-        if path is None:
-            raise CommandError(
-                "cannot tell which celeriac app to use: set CELERIAC_APP = 'proj.celery:app' in "
-                "the settings, or put a celery.py defining app = Celery(...) beside settings.py"
-            )
-        args = ["-A", path, *args]
+        # The project's own app module, else the app made from the settings (a project
+        # that uses only Django's Tasks framework has no celery.py).
+        path = project_app_path() if has_app_module() else None
+        args = ["-A", path or "celeriac.contrib.django.project", *args]
     try:
         main.main(args=args, prog_name=prog, standalone_mode=True)
     except SystemExit as exc:
