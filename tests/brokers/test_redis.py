@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import fields
 from typing import Any
 
@@ -26,18 +25,7 @@ from celeriac.servers.redis.keys import Keys, QueueKeys
 from celeriac.servers.redis.results import RedisResultStore
 from celeriac.servers.redis.transport import RedisBroker, parse_url
 
-from ..conftest import REDIS_URL, _cleanup_redis, require_server
-
 LEASE_MS = 60_000
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    require_server(REDIS_URL)
-    prefix = f"test-{uuid.uuid4().hex[:12]}"
-    sep = "&" if "?" in REDIS_URL else "?"
-    yield f"{REDIS_URL}{sep}key_prefix={prefix}"
-    _cleanup_redis(f"{REDIS_URL}{sep}key_prefix={prefix}", prefix)
 
 
 @pytest.fixture
@@ -46,13 +34,6 @@ async def broker(redis_url: str) -> AsyncIterator[RedisBroker]:
     await b.connect()
     yield b
     await b.close()
-
-
-@pytest.fixture
-async def raw(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(parse_url(redis_url).redis_url)
-    yield client
-    await client.aclose()
 
 
 def msg(task_id: str, queue: str = "q", priority: int = 0, eta_ms: int | None = None) -> OutgoingMessage:

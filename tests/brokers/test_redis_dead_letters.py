@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
 from celeriac.servers import BrokerOptions, OutgoingMessage
 from celeriac.servers.contracts import SKIPPED_PENDING, RequeueOutcome
-from celeriac.servers.redis.transport import RedisBroker, parse_url
-
-from ..conftest import REDIS_URL, _cleanup_redis, require_server
+from celeriac.servers.redis.transport import RedisBroker
 
 LEASE_MS = 60_000
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    require_server(REDIS_URL)
-    prefix = f"test-{uuid.uuid4().hex[:12]}"
-    sep = "&" if "?" in REDIS_URL else "?"
-    yield f"{REDIS_URL}{sep}key_prefix={prefix}"
-    _cleanup_redis(f"{REDIS_URL}{sep}key_prefix={prefix}", prefix)
 
 
 @pytest.fixture
@@ -33,13 +21,6 @@ async def broker(redis_url: str) -> AsyncIterator[RedisBroker]:
     await b.connect()
     yield b
     await b.close()
-
-
-@pytest.fixture
-async def raw(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(parse_url(redis_url).redis_url)
-    yield client
-    await client.aclose()
 
 
 async def dead_letter_one(broker: RedisBroker, task_id: str, body: bytes, reason: str, queue: str = "q") -> None:

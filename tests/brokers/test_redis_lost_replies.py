@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -24,20 +23,9 @@ from celeriac.exceptions import DuplicateTaskError
 from celeriac.message import SUCCESS, Delivery, ResultRecord
 from celeriac.servers import BrokerOptions, OutgoingMessage
 from celeriac.servers.redis.connection import CALL_MEMORY_MIN_S, call_memory_ms, new_call_id
-from celeriac.servers.redis.transport import RedisBroker, parse_url, stored_ids
-
-from ..conftest import REDIS_URL, _cleanup_redis, require_server
+from celeriac.servers.redis.transport import RedisBroker, stored_ids
 
 LEASE_MS = 60_000
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    require_server(REDIS_URL)
-    prefix = f"test-{uuid.uuid4().hex[:12]}"
-    sep = "&" if "?" in REDIS_URL else "?"
-    yield f"{REDIS_URL}{sep}key_prefix={prefix}"
-    _cleanup_redis(f"{REDIS_URL}{sep}key_prefix={prefix}", prefix)
 
 
 @pytest.fixture
@@ -46,13 +34,6 @@ async def broker(redis_url: str) -> AsyncIterator[RedisBroker]:
     await b.connect()
     yield b
     await b.close()
-
-
-@pytest.fixture
-async def raw(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(parse_url(redis_url).redis_url)
-    yield client
-    await client.aclose()
 
 
 def msg(task_id: str, queue: str = "q") -> OutgoingMessage:
