@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..exceptions import ConfigurationError
 from ..message import READY_STATES
 from ..schedules import BaseSchedule, InvalidSchedule, zone_for
+from ..servers import hide_password
 from .entries import RUN_ONCE, SKIP, Entry, check_unique_names, claim_seconds, config_entries
 from .state import BeatState, EntryState, Fire, open_state_store
 
@@ -177,7 +178,7 @@ class Beat:
         self._next_sync_ms = self._now_ms() + self.sync_ms
         self._is_prepared = True
         print(f"{self.hostname} ready: {len(self.slots)} entries ({self.source.description}), broker "
-              f"{_safe_url(self.app.conf.broker())}, timezone {self.tz}", file=sys.stderr, flush=True)
+              f"{hide_password(self.app.conf.broker())}, timezone {self.tz}", file=sys.stderr, flush=True)
         self.ready.set()
 
     async def run_prepared(self) -> None:
@@ -512,12 +513,3 @@ def _backoff_s(failures: int) -> float:
 
 def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
-
-
-def _safe_url(url: str) -> str:
-    from urllib.parse import urlparse
-
-    parsed = urlparse(url)
-    if parsed.password:
-        return url.replace(f":{parsed.password}@", ":***@")
-    return url

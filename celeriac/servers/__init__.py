@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit, urlunsplit
 
 from ..exceptions import ConfigurationError
 from .contracts import Broker, BrokerOptions, ControlStore, OutgoingMessage, QueueAdmin, ResultStore, Server, Transport
@@ -71,6 +71,16 @@ def open_clients(broker_url: str, store_url: str | None, options: BrokerOptions,
     if server.holds(store_url):
         return Clients(broker, server.results(expires_s), broker, broker, server.acks_carry_results)
     return Clients(broker, open_server(store_url, "result backend").results(expires_s), broker, broker)
+
+
+def hide_password(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for messages and logs."""
+    parts = urlsplit(url)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))
 
 
 def can_store_results(url: str) -> bool:

@@ -50,6 +50,7 @@ from ..message import (
     now_ms,
 )
 from ..serialization import check_args, dumps_pickle, safe_text, to_wire
+from ..servers import hide_password
 from ..servers.contracts import lost_record
 from ..task import Task, outcome_record
 from .completion import CompletionBuffer
@@ -159,7 +160,7 @@ class Worker:
         # scripts and tests wait for it.
         print(
             f"{self.hostname} ready: queues {','.join(self.queues)}, concurrency {self.concurrency}, "
-            f"pool {self.pool}, broker {_safe_url(self.broker.url)}, lease {self.lease_s:.0f}s",
+            f"pool {self.pool}, broker {hide_password(self.broker.url)}, lease {self.lease_s:.0f}s",
             file=sys.stderr, flush=True,
         )
         if self.sends_events:
@@ -634,9 +635,12 @@ class Worker:
                              forcible: bool = True) -> bool:
         """Run ``step`` until it ends, ``timeout_s`` passes or a second signal comes; True if it ended."""
         doing = asyncio.ensure_future(step)
-        forced = asyncio.ensure_future(self._force.wait() if forcible else asyncio.Event().wait())
-        await asyncio.wait({doing, forced}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-        forced.cancel()
+        waits: set[asyncio.Future[Any]] = {doing}
+        if forcible:
+            waits.add(asyncio.ensure_future(self._force.wait()))
+        await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits - {doing}:
+            waiting.cancel()
         if not doing.done():
             doing.cancel()
             return False
@@ -692,13 +696,3 @@ def _short(value: Any, limit: int = 200) -> str:
     except Exception as exc:  # a user __repr__ that raises must not fail the task's ending
         text = f"<{type(value).__qualname__}: repr() raised {exc!r}>"
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _safe_url(url: str) -> str:
-    from urllib.parse import urlparse
-
-    parsed = urlparse(url)
-    if parsed.password:
-        return url.replace(f":{parsed.password}@", ":***@")
-    return url
-

@@ -58,6 +58,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...exceptions import BrokerUnavailable, ConfigurationError
+from .. import hide_password
 from .keys import Keys
 
 # hiredis (the `redis` extra installs it) packs a command in C, ten times faster than
@@ -127,15 +128,6 @@ def parse_url(url: str) -> RedisTarget:
         allow_evicting_policy=allow in ("true", "1", "yes"),
         master_name=ours.get("master_name", "mymaster"),
     )
-
-
-def hide_password(url: str) -> str:
-    parts = urlsplit(url)
-    userinfo, at, hosts = parts.netloc.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))
 
 
 # --- the scripts --------------------------------------------------------------------
