@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..backoff import Backoff, describe
 from ..exceptions import ConfigurationError
 from ..message import READY_STATES
 from ..schedules import BaseSchedule, InvalidSchedule, zone_for
@@ -145,7 +146,9 @@ class Beat:
         self._stop = asyncio.Event()
         self._next_sync_ms = 0
         self._retry_at_ms = 0
-        self._failures = 0
+        self._sending = Backoff(logger, "beat cannot send ticks", "beat reached the broker again", base_s=0.5,
+                                cap_s=MAX_BACKOFF_S, hint="Ticks missed meanwhile fire by each entry's missed "
+                                "policy once the broker is back")
         self._is_prepared = False
         self._logged_sync_error = False
 
@@ -222,7 +225,8 @@ class Beat:
         if store is None:
             logger.warning("beat has nowhere to keep its state (the broker holds no records and no result backend "
                            "is set): missed ticks are not run and --enable/--disable do nothing")
-        failures = 0
+        connecting = Backoff(logger, "beat cannot reach the broker", "beat reached the broker", base_s=0.5,
+                             cap_s=MAX_BACKOFF_S)
         while True:
             try:
                 clients = await self.app.clients()
@@ -230,15 +234,14 @@ class Beat:
                 if store is not None:
                     await store.connect()
                 self.state = BeatState(store)
+                connecting.succeeded()
                 return True
             except ConfigurationError:
                 raise
             except Exception as exc:
-                failures += 1
-                if failures == 1:
-                    logger.warning("beat cannot reach the broker (%s); retrying with back-off", _reason(exc))
+                pause_s = connecting.failed(exc)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), _backoff_s(failures))
+                    await asyncio.wait_for(self._stop.wait(), pause_s)
                 if self._stop.is_set():
                     return False
 
@@ -268,7 +271,7 @@ class Beat:
             if not self._logged_sync_error:
                 self._logged_sync_error = True
                 logger.warning("beat could not read its schedule's changes (%s); it goes on with what it has",
-                               _reason(exc))
+                               describe(exc))
             return
         self._logged_sync_error = False
         for name, slot in self.slots.items():
@@ -327,7 +330,7 @@ class Beat:
             try:
                 await self.state.record_handled({n: slots[n].handled_ms for n in first_seen}, states, self.hostname)
             except Exception as exc:
-                logger.warning("beat could not note its new entries (%s); it will try again", _reason(exc))
+                logger.warning("beat could not note its new entries (%s); it will try again", describe(exc))
 
     def _advance(self, slot: _Slot, handled_ms: int) -> None:
         slot.handled_ms = handled_ms
@@ -414,7 +417,7 @@ class Beat:
                 await self.state.record_fires(fires, self.hostname)
                 await self.source.fired(fires)
             except Exception as exc:  # the ticks are sent; only the record of them is late
-                logger.warning("beat sent its ticks but could not note them (%s)", _reason(exc))
+                logger.warning("beat sent its ticks but could not note them (%s)", describe(exc))
 
     async def _unfinished(self, slots: list[_Slot]) -> dict[str, tuple[str, str]]:
         """Entries whose last run is not finished: name -> (its task id, its state)."""
@@ -447,18 +450,10 @@ class Beat:
         return blocked
 
     def _broker_failed(self, exc: BaseException, now_ms: int) -> None:
-        self._failures += 1
-        delay_s = _backoff_s(self._failures)
-        self._retry_at_ms = now_ms + int(delay_s * 1000)
-        if self._failures == 1:
-            logger.warning("beat cannot send ticks (%s); retrying with back-off up to %.0fs. Ticks missed "
-                           "meanwhile fire by each entry's missed policy once the broker is back",
-                           _reason(exc), MAX_BACKOFF_S)
+        self._retry_at_ms = now_ms + int(self._sending.failed(exc) * 1000)
 
     def _broker_ok(self) -> None:
-        if self._failures:
-            logger.warning("beat reached the broker again after %d failed attempts", self._failures)
-        self._failures = 0
+        self._sending.succeeded()
         self._retry_at_ms = 0
 
     def _log_missed(self, slot: _Slot, latest_missed: int) -> None:
@@ -507,9 +502,3 @@ async def run_with_worker(worker: Any, beat: Beat) -> None:
         await beat.close()
 
 
-def _backoff_s(failures: int) -> float:
-    return float(min(MAX_BACKOFF_S, 0.5 * 2 ** min(failures - 1, 10)))
-
-
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 
+from ..backoff import Backoff
 from ..message import FAILURE, Delivery, ResultRecord, encode_record
 from ..serialization import safe_text
 from ..servers.contracts import ControlStore, ResultStore, Transport
@@ -21,7 +22,7 @@ from .lease import LeaseKeeper
 
 logger = logging.getLogger("celeriac.worker")
 
-RETRY_PAUSE_S = 0.5
+RETRY_PAUSE_MAX_S = 2.0
 
 
 class CompletionBuffer:
@@ -42,6 +43,8 @@ class CompletionBuffer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self._writing = Backoff(logger, "could not write acks and results", "writing acks and results again",
+                                base_s=0.1, cap_s=RETRY_PAUSE_MAX_S)
 
     def start(self) -> asyncio.Task[None]:
         self._task = asyncio.create_task(self._run(), name="celeriac-flusher")
@@ -102,6 +105,7 @@ class CompletionBuffer:
             events, self._events = self._events, []
             try:
                 await self._write(acks, ack_results, results)
+                self._writing.succeeded()
             except Exception as exc:
                 checked_ack_results, checked_results = _encodable(ack_results), _encodable(results)
                 if checked_ack_results is not ack_results or checked_results is not results:
@@ -110,10 +114,8 @@ class CompletionBuffer:
                     self._results[:0] = checked_results
                     self._wanted.set()
                     continue
-                logger.warning("could not write %d acks and %d results (%s); retrying in %.1fs",
-                               len(acks), len(ack_results) + len(results), exc, RETRY_PAUSE_S)
                 self._acks[:0], self._ack_results[:0], self._results[:0] = acks, ack_results, results
-                await asyncio.sleep(RETRY_PAUSE_S)
+                await asyncio.sleep(self._writing.failed(exc))
                 self._wanted.set()
                 continue
             if events:

@@ -15,6 +15,7 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ..backoff import Backoff
 from ..canvas import Plan, Signature
 from ..context import Request
 from ..exceptions import ChordError
@@ -159,13 +160,14 @@ def _takes_three(fun: Any, bind: bool) -> bool:
 
 async def _retrying(make: Any, what: str) -> Any:
     """Retry a follow-up write through a broker or store outage, with back-off."""
+    writing = Backoff(logger, f"could not {what}", f"could {what}", base_s=0.25, cap_s=4.0)
     for attempt in range(ATTEMPTS):
         try:
-            return await make()
+            result = await make()
+            writing.succeeded()
+            return result
         except Exception as exc:
             if attempt == ATTEMPTS - 1:
                 raise
-            pause = 0.25 * 2**attempt
-            logger.warning("could not %s (%s); retrying in %.1fs", what, exc, pause)
-            await asyncio.sleep(pause)
+            await asyncio.sleep(writing.failed(exc))
     raise AssertionError("unreachable")

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from ..backoff import Backoff
 from ..message import Delivery
 from ..servers import Clients
 from ..servers.contracts import Transport
@@ -125,11 +126,14 @@ class LeaseKeeper:
 
     async def _connect(self, broker: Transport, retry_s: float) -> None:
         """Connect, retrying while the broker is away (the worker's own loop retries too)."""
+        connecting = Backoff(logger, "lease keeper cannot reach the broker", "lease keeper reached the broker",
+                             base_s=0.1, cap_s=retry_s)
         while True:
             try:
                 await broker.connect()
+                connecting.succeeded()
                 return
             except Exception as exc:
-                logger.warning("lease keeper cannot reach the broker (%s); retrying in %.1fs", exc, retry_s)
-                if self._stop.wait(retry_s):
+                # This thread's own loop runs nothing else, so blocking on the stop event is fine.
+                if self._stop.wait(connecting.failed(exc)):
                     return
