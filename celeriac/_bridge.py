@@ -20,6 +20,8 @@ import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from . import _state
+
 T = TypeVar("T")
 
 _lock = threading.Lock()
@@ -31,7 +33,7 @@ _generation = 0  # bumped at fork: loops made before it belong to the parent
 
 def new_loop() -> asyncio.AbstractEventLoop:
     """uvloop when installed: its sockets and callbacks are the cheaper ones for a loop that runs."""
-    try:
+    try:  # uvloop is optional
         import uvloop
     except ImportError:
         return asyncio.new_event_loop()
@@ -109,10 +111,9 @@ class _ThreadLoop:
         loop = self.loop
         if loop.is_closed() or loop.is_running() or self.generation != _generation:
             return
-        try:
-            from .app import close_clients_of
-
-            loop.run_until_complete(close_clients_of(loop))
+        try:  # close what was opened for this loop: every app's clients (app.py adds that finalizer)
+            for finalizer in tuple(_state.loop_finalizers):
+                loop.run_until_complete(finalizer(loop))
         except Exception:  # a dying thread must not raise from a finalizer
             pass
         loop.close()

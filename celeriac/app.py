@@ -5,29 +5,30 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Coroutine, Iterable
-from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
+from . import _state
 from ._bridge import run_sync
-from .config import Settings
+from .builtins import builtin_tasks
+from .canvas import Signature
+from .config import ResolvedSettings, Settings
 from .control import Control
 from .exceptions import ConfigurationError, NotRegistered
+from .publish import build_message
 from .result import AsyncResult
 from .servers import BrokerOptions, Clients, OutgoingMessage, ResultStore, can_store_results, open_clients
 from .signals import Signal
-
-if TYPE_CHECKING:
-    from .task import Task
+from .task import Task, make_task
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 logger = logging.getLogger("celeriac.app")
-
-_current_app: Celery | None = None
-_shared_tasks: dict[str, Task[Any, Any]] = {}
 
 
 class Celery:
@@ -44,7 +45,6 @@ class Celery:
         set_as_current: bool = True,
         **settings: Any,
     ) -> None:
-        global _current_app
         self.main = main
         self._settings = Settings()
         # Sources are read when a setting is first needed, as Celery does: proj/celery.py
@@ -72,9 +72,9 @@ class Celery:
         self.on_after_finalize = Signal("on_after_finalize")
         self._finalized = False
         self._periodic_tasks: list[tuple[str, dict[str, Any], str]] = []  # (name, entry, where added)
-        _apps.add(self)
+        _state.apps.add(self)
         if set_as_current:
-            _current_app = self
+            _state.set_current_app(self)
 
     def __repr__(self) -> str:
         return f"<Celery {self.main or '__main__'}>"
@@ -90,6 +90,11 @@ class Celery:
                 self._settings.load(source, namespace)
             self._settings.update(self._constructor_settings)  # what the constructor named wins
         return self._settings
+
+    @property
+    def settings(self) -> ResolvedSettings:
+        """``conf`` converted and checked (``config.resolve``), resolved again after ``conf`` changes."""
+        return self.conf.resolved()
 
     def config_from_object(self, obj: Any, namespace: str | None = None, **_: Any) -> None:
         self._pending_config.append((obj, namespace))
@@ -127,7 +132,7 @@ class Celery:
 
     def import_default_modules(self) -> None:
         self.run_pending_discovery()
-        for name in [*(self.conf.get("imports") or []), *(self.conf.get("include") or [])]:
+        for name in [*self.settings.imports, *self.settings.include]:
             importlib.import_module(name)
 
     def finalize(self, auto: bool = False) -> list[BaseException]:
@@ -149,8 +154,6 @@ class Celery:
 
         The entry is checked when beat starts (naming it); returns its name.
         """
-        from .canvas import Signature
-
         if isinstance(sig, Signature):
             if sig.get("subtask_type"):
                 raise ConfigurationError(
@@ -164,8 +167,6 @@ class Celery:
             sig = Signature(task_name, sig_args, sig_kwargs)
         entry: dict[str, Any] = {"task": task_name, "schedule": schedule, "args": list(sig_args),
                                  "kwargs": dict(sig_kwargs), "options": {**options, **opts}}
-        import sys
-
         caller = sys._getframe(1)
         key = name or repr(sig)
         self._periodic_tasks.append((key, entry, f"{caller.f_code.co_filename}:{caller.f_lineno}"))
@@ -193,8 +194,6 @@ class Celery:
         self, fun: Callable[..., Any] | None = None, /, *, bind: bool = False, **options: Any
     ) -> Any:
         """Make a function a task: ``@app.task`` or ``@app.task(bind=True, ...)``."""
-        from .task import make_task
-
         options["bind"] = bind
         if fun is not None:
             return make_task(fun, self, options)
@@ -204,10 +203,8 @@ class Celery:
         self.tasks[task.name] = task
 
     def get_task(self, name: str) -> Task[Any, Any]:
-        task = self.tasks.get(name) or _shared_tasks.get(name)
+        task = self.tasks.get(name) or _state.shared_tasks.get(name)
         if task is None and name.startswith("celery."):
-            from .builtins import builtin_tasks
-
             for builtin in builtin_tasks(self).values():
                 self.tasks.setdefault(builtin.name, builtin)
             task = self.tasks.get(name)
@@ -221,28 +218,31 @@ class Celery:
     # --- clients --------------------------------------------------------------------
 
     def result_backend_url(self) -> str | None:
-        url = self.conf.get("result_backend")
+        settings = self.settings
+        url = settings.result_backend
         if url in ("disabled", ""):
             return None
         if url is None:
-            broker_url = self.conf.broker()
+            broker_url = settings.broker_url
             return broker_url if can_store_results(broker_url) else None
         if url == "django-db":
             return "django://"
         return str(url)
 
     def broker_options(self) -> BrokerOptions:
+        settings = self.settings
         return BrokerOptions(
-            max_deliveries=int(self.conf.broker_max_deliveries),
-            revoked_ttl_s=float(self.conf.revoked_ttl_seconds),
-            result_expires_s=self.conf.result_expires_s(),
-            events_max=int(self.conf.events_max),
+            max_deliveries=settings.broker_max_deliveries,
+            revoked_ttl_s=settings.revoked_ttl_seconds,
+            result_expires_s=settings.result_expires,
+            events_max=settings.events_max,
         )
 
     def new_clients(self) -> Clients:
         """Fresh, unconnected clients (the lease keeper's thread has its own)."""
-        return open_clients(self.conf.broker(), self.result_backend_url(), self.broker_options(),
-                            self.conf.result_expires_s())
+        settings = self.settings
+        return open_clients(settings.broker_url, self.result_backend_url(), self.broker_options(),
+                            settings.result_expires)
 
     async def clients(self) -> Clients:
         """The connected clients for the running event loop."""
@@ -282,8 +282,6 @@ class Celery:
         **options: Any,
     ) -> AsyncResult[Any]:
         """Send a task by name; the task need not be importable here."""
-        from .publish import build_message
-
         message, result = build_message(self, name, args, kwargs, options)
         run_sync(self.publish([message], on_duplicate=options.get("on_duplicate", "error")))
         return result
@@ -292,8 +290,6 @@ class Celery:
         self, name: str, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
         **options: Any,
     ) -> AsyncResult[Any]:
-        from .publish import build_message
-
         message, result = build_message(self, name, args, kwargs, options)
         await self.publish([message], on_duplicate=options.get("on_duplicate", "error"))
         return result
@@ -306,12 +302,9 @@ class Celery:
         return AsyncResult(id, app=self, **kwargs)
 
 
-_apps: weakref.WeakSet[Celery] = weakref.WeakSet()
-
-
 async def close_clients_of(loop: asyncio.AbstractEventLoop) -> None:
     """Close every app's clients made for ``loop`` (a thread's private loop going away)."""
-    for app in list(_apps):
+    for app in list(_state.apps):
         clients = app._clients.pop(loop, None)
         if clients is not None:
             await clients.broker.close()
@@ -321,21 +314,19 @@ async def close_clients_of(loop: asyncio.AbstractEventLoop) -> None:
 
 def current_app() -> Celery:
     """The app created last, or a default one (as ``shared_task`` needs)."""
-    global _current_app
-    if _current_app is None:
-        _current_app = Celery("default")
-    return _current_app
+    return _state.get_current_app()
 
 
-def register_shared(task: Task[Any, Any]) -> None:
-    _shared_tasks[task.name] = task
+register_shared = _state.register_shared
+
+# What _state and the bridge need of this module, handed over here so that they import nothing of it.
+_state.default_app_factory = lambda: Celery("default")
+_state.loop_finalizers.append(close_clients_of)
 
 
 def _django_apps_ready() -> bool:
     """False only in a Django project whose app registry is not loaded yet."""
-    import os
-
-    try:
+    try:  # Django is optional
         from django.apps import apps
         from django.conf import settings
     except ImportError:
@@ -346,7 +337,7 @@ def _django_apps_ready() -> bool:
 
 
 def _django_apps() -> list[str]:
-    try:
+    try:  # Django is optional
         from django.apps import apps
     except ImportError:
         return []

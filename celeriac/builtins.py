@@ -10,15 +10,14 @@ import asyncio
 import inspect
 from typing import TYPE_CHECKING, Any
 
+from .canvas import Signature
+from .task import Task
+
 if TYPE_CHECKING:
     from .app import Celery
-    from .task import Task
 
 
 def builtin_tasks(app: Celery) -> dict[str, Task[Any, Any]]:
-    from .canvas import Signature
-    from .task import Task
-
     async def call_each(task: dict[str, Any], it: list[Any], star: bool) -> list[Any]:
         fn = app.get_task(Signature.from_dict(task, app=app).task)
         if not fn.is_async:  # a sync body must not block the worker's event loop

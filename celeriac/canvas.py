@@ -9,12 +9,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import _state
 from ._bridge import run_sync
+from .exceptions import NotRegistered
+from .publish import build_message
+from .result import AsyncResult, GroupResult
 from .servers.contracts import OutgoingMessage
 
 if TYPE_CHECKING:
     from .app import Celery
-    from .result import GroupResult
 
 
 class Signature(dict[str, Any]):
@@ -90,9 +93,7 @@ class Signature(dict[str, Any]):
     def app(self) -> Celery:
         if self._app is not None:
             return self._app
-        from .app import current_app
-
-        return current_app()
+        return _state.get_current_app()
 
     # --- building ---------------------------------------------------------------------
 
@@ -128,7 +129,7 @@ class Signature(dict[str, Any]):
 
     def apply_async(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
                     **options: Any) -> Any:
-        if self.app.conf.task_always_eager:
+        if self.app.settings.task_always_eager:
             return self.apply(args, kwargs, **options)
         plan = Plan()
         result = self.prepare(plan, tuple(args or ()), dict(kwargs or {}), options)
@@ -137,7 +138,7 @@ class Signature(dict[str, Any]):
 
     async def aapply_async(self, args: Iterable[Any] | None = None,
                            kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
-        if self.app.conf.task_always_eager:
+        if self.app.settings.task_always_eager:
             return self.apply(args, kwargs, **options)
         plan = Plan()
         result = self.prepare(plan, tuple(args or ()), dict(kwargs or {}), options)
@@ -147,8 +148,6 @@ class Signature(dict[str, Any]):
     def prepare(self, plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any],
                 options: dict[str, Any]) -> Any:
         """Add this signature's messages to ``plan`` and return its result handle (no I/O)."""
-        from .publish import build_message
-
         call_args, call_kwargs, call_options = self._merge(args, kwargs, options)
         task = self._task()
         task_options: dict[str, Any] = {}
@@ -161,8 +160,6 @@ class Signature(dict[str, Any]):
 
     def freeze(self, _id: str | None = None) -> Any:
         """Fix the task id now (so results can be named before sending) and return its handle."""
-        from .result import AsyncResult
-
         task_id = self["options"].get("task_id") or _id or str(uuid.uuid4())
         self["options"]["task_id"] = task_id
         return AsyncResult(task_id, app=self.app, task_name=self.task)
@@ -172,8 +169,6 @@ class Signature(dict[str, Any]):
         call_args, call_kwargs, call_options = self._merge(args, kwargs, options)
         task = self._task()
         if task is None:
-            from .exceptions import NotRegistered
-
             raise NotRegistered(f"task {self.task!r} is not registered here, so it cannot run eagerly")
         for key in ("chain", "chord", "unique_for_s", "group_id", "group_index"):
             call_options.pop(key, None)
@@ -210,15 +205,11 @@ class Signature(dict[str, Any]):
         """Run the task's function here with the merged arguments, like calling the task."""
         task = self._task()
         if task is None:
-            from .exceptions import NotRegistered
-
             raise NotRegistered(f"task {self.task!r} is not registered here")
         call_args, call_kwargs, _ = self._merge(args, kwargs, {})
         return task(*call_args, **call_kwargs)
 
     def _task(self) -> Any:
-        from .exceptions import NotRegistered
-
         try:
             return self.app.get_task(self.task)
         except NotRegistered:
@@ -415,8 +406,6 @@ class group(_Composite):
         return len(self["kwargs"]["tasks"])
 
     def freeze(self, _id: str | None = None) -> GroupResult:
-        from .result import GroupResult
-
         group_id = self["options"].get("task_id") or _id or str(uuid.uuid4())
         self["options"]["task_id"] = group_id
         return GroupResult(group_id, [t.freeze() for t in self.tasks], app=self.app)

@@ -2,6 +2,7 @@
 
     CeleriacError
     ├── ConfigurationError         a setting or URL is wrong; the message says how to fix it
+    │   └── AppNotFound            -A (or CELERIAC_APP) names no app that can be imported
     ├── BrokerUnavailable          the broker or result store cannot be reached
     ├── SerializationError         an argument or result cannot be encoded (names the argument)
     ├── DuplicateTaskError         a task id that is still pending or running was enqueued again
@@ -32,6 +33,13 @@ class CeleriacError(Exception):
 
 class ConfigurationError(CeleriacError):
     """A setting, URL or option is wrong."""
+
+
+class AppNotFound(ConfigurationError):
+    """The app named by ``-A`` (or ``CELERIAC_APP``) cannot be imported or is not a Celery app.
+
+    The command line shows it as a usage error (exit status 2).
+    """
 
 
 class BrokerUnavailable(CeleriacError):

@@ -2,17 +2,17 @@
 
 The worker and eager ``apply()`` both call :func:`execute`; this is the only place that
 turns an exception into success, failure, retry, ignore or reject, so there is one
-retry policy.
+retry policy. ``async def`` bodies run here, on the caller's loop; a sync body goes to
+a pool (``worker/pool.py``), which calls :func:`run_body` wherever it runs bodies.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import random
 import time
 import traceback
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Coroutine, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -29,9 +29,9 @@ from .exceptions import (
 
 if TYPE_CHECKING:
     from .task import Task
+    from .worker.pool import Pool
 
 OutcomeKind = Literal["success", "failure", "retry", "ignore", "reject"]
-RunInThread = Callable[[Callable[[], Any]], "asyncio.Future[Any]"]
 
 
 @dataclass(slots=True)
@@ -46,13 +46,13 @@ class Outcome:
 
 
 async def execute(
-    task: Task[Any, Any], request: Request, run_in_thread: RunInThread | None,
+    task: Task[Any, Any], request: Request, pool: Pool,
     time_limit: float | None, soft_time_limit: float | None,
 ) -> Outcome:
-    """Run ``task`` for ``request`` and classify how it ended."""
+    """Run ``task`` for ``request`` (a sync body in ``pool``) and classify how it ended."""
     started = time.perf_counter()
     try:
-        value = await _call(task, request, run_in_thread, time_limit, soft_time_limit)
+        value = await _call(task, request, pool, time_limit, soft_time_limit)
     except asyncio.CancelledError as exc:
         if _is_cancelled_from_outside():
             raise
@@ -61,7 +61,7 @@ async def execute(
     except BaseException as exc:
         outcome = classify(task, request, exc, traceback.format_exc())
     else:
-        if type(value) is _Raised:  # a sync body's exception, carried out of its thread as a value
+        if type(value) is _Raised:  # a sync body's exception, carried out of its pool as a value
             outcome = classify(task, request, value.exc, value.traceback)
         else:
             outcome = Outcome("success", value=value)
@@ -154,7 +154,7 @@ def check_can_retry(task: Task[Any, Any], request: Request, exc: BaseException |
 
 
 async def _call(
-    task: Task[Any, Any], request: Request, run_in_thread: RunInThread | None,
+    task: Task[Any, Any], request: Request, pool: Pool,
     time_limit: float | None, soft_time_limit: float | None,
 ) -> Any:
     args = request.args
@@ -178,32 +178,20 @@ async def _call(
         finally:
             _postrun(task, request)
             reset_request(token)
+    return await pool.run(task, request, time_limit, soft_time_limit)
 
-    def in_thread() -> Any:
-        token = set_request(request)
-        _prerun(task, request)
-        try:
-            return task.run(*args, **kwargs)
-        except BaseException as exc:
-            return _Raised(exc, traceback.format_exc())
-        finally:
-            _postrun(task, request)
-            reset_request(token)
 
-    if run_in_thread is None:  # eager apply(): run right here
-        return in_thread()
-    ctx = contextvars.copy_context()
-    future = run_in_thread(lambda: ctx.run(in_thread))
-    if time_limit:
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), time_limit)
-        except TimeoutError:
-            raise TimeLimitExceeded(
-                f"task {task.name}[{request.id}] ran past time_limit={time_limit}s; its thread "
-                "cannot be stopped and is abandoned (its late writes are fenced off). Make it an "
-                "async def task if it must be stopped."
-            ) from None
-    return await future
+def run_body(task: Task[Any, Any], request: Request) -> Any:
+    """Run a sync task's body, in whatever thread a pool runs it: its value, or a :class:`_Raised`."""
+    token = set_request(request)
+    _prerun(task, request)
+    try:
+        return task.run(*request.args, **request.kwargs)
+    except BaseException as exc:
+        return _Raised(exc, traceback.format_exc())
+    finally:
+        _postrun(task, request)
+        reset_request(token)
 
 
 async def _with_soft_limit(coro: Coroutine[Any, Any, Any], soft_s: float) -> Any:

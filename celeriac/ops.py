@@ -62,7 +62,7 @@ async def live_workers(app: Celery, destination: set[str] | None = None) -> dict
         event = decode_event(raw)
         if event.type in (WORKER_HEARTBEAT, WORKER_ONLINE, WORKER_OFFLINE):
             newest[event.hostname] = event
-    stale_before = time.time() - 3 * float(app.conf.worker_heartbeat_seconds)
+    stale_before = time.time() - 3 * app.settings.worker_heartbeat_seconds
     return {
         host: event for host, event in newest.items()
         if event.type != WORKER_OFFLINE and event.ts >= stale_before

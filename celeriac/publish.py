@@ -44,7 +44,7 @@ def build_message(
     options: dict[str, Any], task_options: dict[str, Any] | None = None,
 ) -> tuple[OutgoingMessage, AsyncResult[Any]]:
     """The message for one call, and the result that will track it; no I/O."""
-    conf = app.conf
+    conf = app.settings
     args = list(args or ())
     kwargs = dict(kwargs or {})
     merged = merge_options(conf, name, args, kwargs, options, task_options)
@@ -54,7 +54,7 @@ def build_message(
     priority = priority_of(merged, conf.task_default_priority, name)
     ignore_result = merged.get("ignore_result")
     if ignore_result is None:
-        ignore_result = bool(conf.task_ignore_result)
+        ignore_result = conf.task_ignore_result
     task_id = merged.get("task_id") or str(uuid.uuid4())
     parent = current_request()
     envelope = Envelope(
@@ -80,12 +80,15 @@ def build_message(
 
 def merge_options(conf: Any, name: str, args: list[Any], kwargs: dict[str, Any], options: dict[str, Any],
                   task_options: dict[str, Any] | None) -> dict[str, Any]:
-    """The task's options, then its route, then the call's own (those given as None left out)."""
+    """The task's options, then its route, then the call's own (those given as None left out).
+
+    ``conf`` is ``app.settings`` (or ``app.conf``): only its ``task_routes`` is read.
+    """
     if options and not KNOWN_OPTIONS.issuperset(options):
         unknown = sorted(set(options) - KNOWN_OPTIONS)
         raise TypeError(f"apply_async() got unknown option(s) {unknown} for task {name!r}")
     merged = dict(task_options or {})
-    merged.update(route(conf.get("task_routes"), name, args, kwargs, options))
+    merged.update(route(conf.task_routes, name, args, kwargs, options))
     merged.update({k: v for k, v in options.items() if v is not None})
     return merged
 

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from . import _state
 from ._bridge import run_sync
 from .exceptions import TaskError, TimeoutError
 from .message import (
@@ -265,9 +266,7 @@ class EagerResult(AsyncResult[R]):
 def _app_or_current(app: Celery | None) -> Celery:
     if app is not None:
         return app
-    from .app import current_app
-
-    return current_app()
+    return _state.get_current_app()
 
 
 def _outcome(record: ResultRecord | None) -> Any:

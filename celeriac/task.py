@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import datetime as dt
 import inspect
 import socket
 import time
@@ -13,18 +14,19 @@ from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from . import _state
 from ._bridge import run_sync
+from .canvas import Signature, chunks, xmap, xstarmap
 from .context import Request, current_request
 from .exceptions import ConfigurationError, Retry, SerializationError
 from .execution import Outcome, check_can_retry, execute
 from .message import FAILURE, RETRY, SUCCESS, ResultRecord, encode_record, now_ms
-from .result import EagerResult
+from .publish import build_message, to_epoch_ms
+from .result import AsyncResult, EagerResult
 from .serialization import find_unencodable, safe_text, to_wire
 
 if TYPE_CHECKING:
     from .app import Celery
-    from .canvas import Signature
-    from .result import AsyncResult
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -94,9 +96,7 @@ class Task(Generic[P, R]):
     def app(self) -> Celery:
         if self._app is not None:
             return self._app
-        from .app import current_app
-
-        return current_app()
+        return _state.get_current_app()
 
     @property
     def request(self) -> Request:
@@ -122,7 +122,7 @@ class Task(Generic[P, R]):
     def apply_async(
         self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
     ) -> AsyncResult[R]:
-        if self.app.conf.task_always_eager:
+        if self.app.settings.task_always_eager:
             return self.apply(args, kwargs, **options)
         message, result = self._message(args, kwargs, options)
         run_sync(self.app.publish([message], options.get("on_duplicate", "error")))
@@ -131,7 +131,7 @@ class Task(Generic[P, R]):
     async def aapply_async(
         self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
     ) -> AsyncResult[R]:
-        if self.app.conf.task_always_eager:
+        if self.app.settings.task_always_eager:
             # On a thread of its own, outside this loop (a sync body may use Django's ORM),
             # in this context (self.request of a calling task becomes its parent).
             call = contextvars.copy_context()
@@ -150,7 +150,7 @@ class Task(Generic[P, R]):
         self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
     ) -> None:
         """``apply_async()`` once Django's current transaction commits (at once outside one)."""
-        from django.db import transaction
+        from django.db import transaction  # Django is optional
 
         args, kwargs = list(args or ()), dict(kwargs or {})
         self._check_arguments(args, kwargs)  # fail in the caller, not in a commit hook
@@ -158,8 +158,6 @@ class Task(Generic[P, R]):
 
     def _message(self, args: Iterable[Any] | None, kwargs: dict[str, Any] | None,
                  options: dict[str, Any]) -> tuple[Any, AsyncResult[R]]:
-        from .publish import build_message
-
         args, kwargs = list(args or ()), dict(kwargs or {})
         self._check_arguments(args, kwargs)
         message, result = build_message(self.app, self.name, args, kwargs, options, self.send_options())
@@ -227,7 +225,7 @@ class Task(Generic[P, R]):
             raise outcome.exc
         record, exception = self._eager_record(app, request, outcome, started_ms)
         throw = options.get("throw")
-        if exception is not None and (app.conf.task_eager_propagates if throw is None else throw):
+        if exception is not None and (app.settings.task_eager_propagates if throw is None else throw):
             raise exception
         if self._stores_eager_result(app, options):
             run_sync(_astore_eager(app, record))
@@ -239,7 +237,7 @@ class Task(Generic[P, R]):
                       started_ms: int) -> tuple[ResultRecord, BaseException | None]:
         """The record of an eager run, and the exception it failed with (None on success)."""
         extended: dict[str, Any] = {}
-        if self.result_extended if self.result_extended is not None else app.conf.result_extended:
+        if self.result_extended if self.result_extended is not None else app.settings.result_extended:
             extended = {"headers": request.headers or None}
             # Eager calls take any object; a record keeps only arguments JSON can hold.
             with contextlib.suppress(SerializationError):
@@ -256,7 +254,7 @@ class Task(Generic[P, R]):
         return record, outcome.exc if state == FAILURE else None
 
     def _stores_eager_result(self, app: Celery, options: dict[str, Any]) -> bool:
-        conf = app.conf
+        conf = app.settings
         if not conf.task_store_eager_result:
             return False
         ignore = options.get("ignore_result")
@@ -265,7 +263,9 @@ class Task(Generic[P, R]):
         return not ignore
 
     def _run_eagerly(self, request: Request) -> Outcome:
-        coro = execute(self, request, None, None, None)
+        from .worker.pool import INLINE
+
+        coro = execute(self, request, INLINE, None, None)
         if not self.is_async:
             return _run_without_loop(coro)
         if not _loop_is_running():
@@ -290,10 +290,6 @@ class Task(Generic[P, R]):
         if request.is_eager:
             countdown = 0
         elif countdown is None and eta is not None:
-            import datetime as dt
-
-            from .publish import to_epoch_ms
-
             when_ms = to_epoch_ms(eta) if isinstance(eta, dt.datetime) else int(float(eta) * 1000)
             countdown = max(0.0, (when_ms - time.time() * 1000) / 1000)
         elif countdown is None:
@@ -309,19 +305,13 @@ class Task(Generic[P, R]):
     # --- canvas -----------------------------------------------------------------------
 
     def s(self, *args: Any, **kwargs: Any) -> Signature:
-        from .canvas import Signature
-
         return Signature(self.name, args, kwargs, app=self.app)
 
     def si(self, *args: Any, **kwargs: Any) -> Signature:
-        from .canvas import Signature
-
         return Signature(self.name, args, kwargs, immutable=True, app=self.app)
 
     def signature(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
                   *starargs: Any, **options: Any) -> Signature:
-        from .canvas import Signature
-
         immutable = bool(options.pop("immutable", False))
         extra = options.pop("options", None) or {}
         return Signature(self.name, tuple(args or ()), dict(kwargs or {}), {**extra, **options},
@@ -330,18 +320,12 @@ class Task(Generic[P, R]):
     subtask = signature
 
     def map(self, it: Iterable[Any]) -> Signature:
-        from .canvas import xmap
-
         return xmap(self.s(), it, app=self.app)
 
     def starmap(self, it: Iterable[Any]) -> Signature:
-        from .canvas import xstarmap
-
         return xstarmap(self.s(), it, app=self.app)
 
     def chunks(self, it: Iterable[Any], n: int) -> Signature:
-        from .canvas import chunks
-
         return chunks(self.s(), it, n, app=self.app)
 
 
@@ -361,7 +345,7 @@ def _loop_is_running() -> bool:
 def _run_without_loop(coro: Coroutine[Any, Any, Outcome]) -> Outcome:
     """Drive ``execute()`` of a sync task to its end in this thread, with no event loop.
 
-    With no thread pool given, ``execute()`` calls a sync body directly and never
+    With the inline pool, ``execute()`` calls a sync body directly and never
     suspends, so one ``send()`` finishes it. Were it ever to suspend, that is a bug here,
     said loudly rather than hung on.
     """
@@ -391,9 +375,7 @@ def make_task(fun: Callable[..., Any], app: Celery | None, options: dict[str, An
     if app is not None:
         app.register(task)
     else:
-        from .app import register_shared
-
-        register_shared(task)
+        _state.register_shared(task)
     return task
 
 

@@ -7,6 +7,7 @@ names) is a ``rich.text.Text``, never markup, so a ``[/x]`` in it is printed as 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -16,19 +17,19 @@ from typing import Any, TypeVar
 import click
 
 from . import ops
+from ._bridge import run_sync
+from .events import decode_event
+from .loading import load_app
+from .servers.contracts import SKIPPED_NOT_FOUND, SKIPPED_PENDING
 
 T = TypeVar("T")
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
-    from ._bridge import run_sync
-
     return run_sync(coro)
 
 
 def _app(ctx: click.Context) -> Any:
-    from .cli import load_app
-
     return load_app(ctx)
 
 
@@ -51,7 +52,7 @@ def dlq_list(ctx: click.Context, limit: int, as_json: bool) -> None:
                                 "priority": d.priority,
                                 "body": d.body.decode(errors="replace")} for d in letters]))
         return
-    from rich.console import Console
+    from rich.console import Console  # rich only for a table: --json and the other commands start without it
     from rich.table import Table
     from rich.text import Text
 
@@ -76,8 +77,6 @@ def dlq_requeue(ctx: click.Context, task_ids: tuple[str, ...], everything: bool)
     """
     if not task_ids and not everything:
         raise click.UsageError("name task ids to requeue, or pass --all")
-    from .servers.contracts import SKIPPED_NOT_FOUND, SKIPPED_PENDING
-
     app = _app(ctx)
 
     explained = {
@@ -112,7 +111,7 @@ def dlq_purge(ctx: click.Context, force: bool) -> None:
 def purge(ctx: click.Context, queues: str | None, force: bool) -> None:
     """Delete every waiting message of the queues (running ones are left alone)."""
     app = _app(ctx)
-    names = queues.split(",") if queues else [app.conf.task_default_queue]
+    names = queues.split(",") if queues else [app.settings.task_default_queue]
     if not force:
         click.confirm(f"Delete every waiting message in {', '.join(names)}?", abort=True)
 
@@ -130,7 +129,7 @@ def queues(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(depths))
         return
-    from rich.console import Console
+    from rich.console import Console  # rich only for a table: --json and the other commands start without it
     from rich.table import Table
     from rich.text import Text
 
@@ -184,10 +183,6 @@ def result(ctx: click.Context, task_id: str, timeout: float | None) -> None:
 @click.pass_context
 def events(ctx: click.Context, follow: bool, limit: int, as_json: bool) -> None:
     """Show the event log: task outcomes and worker heartbeats."""
-    import asyncio
-
-    from .events import decode_event
-
     app = _app(ctx)
 
     async def run() -> None:
@@ -228,7 +223,7 @@ def inspect_command(ctx: click.Context, what: str, as_json: bool) -> None:
     if not answer:
         click.echo("no live workers (none sent a heartbeat recently)")
         return
-    from rich.console import Console
+    from rich.console import Console  # rich only for a table: --json and the other commands start without it
     from rich.table import Table
     from rich.text import Text
 

@@ -39,6 +39,9 @@ from ..exceptions import ConfigurationError
 from ..message import READY_STATES, GroupProgress, ResultRecord
 from ..servers.waiting import wait_for_ready_record
 
+# Django is imported in the functions that use it: this module imports without Django
+# (connect() then says what to install), and the models only once Django's apps are loaded.
+
 T = TypeVar("T")
 
 MIN_POLL_S = 0.005
@@ -62,7 +65,7 @@ class DjangoResultStore:
 
     async def connect(self) -> None:
         try:
-            from django.apps import apps
+            from django.apps import apps  # Django: optional
         except ImportError as exc:
             raise ConfigurationError(
                 "the django:// result store needs Django; install it with the django extra: "
@@ -79,18 +82,18 @@ class DjangoResultStore:
                 "the django:// result store keeps results in the celeriac.contrib.django app's "
                 "tables: add 'celeriac.contrib.django' to INSTALLED_APPS and run manage.py migrate"
             )
-        from ..contrib.django import models
+        from ..contrib.django import models  # needs Django's apps loaded
 
         self._models = models
 
     async def close(self) -> None:
-        from django.db import connections
+        from django.db import connections  # Django: optional
 
         # Only the ORM thread's connections: Django keeps one per thread.
         await self._run(connections.close_all)
 
     async def _run(self, fn: Callable[[], T]) -> T:
-        from asgiref.sync import sync_to_async
+        from asgiref.sync import sync_to_async  # Django: optional
 
         return await sync_to_async(fn, thread_sensitive=True)()
 
@@ -105,7 +108,7 @@ class DjangoResultStore:
     async def store(self, records: Sequence[ResultRecord]) -> list[str]:
         if not records:
             return []
-        from django.db import transaction
+        from django.db import transaction  # Django: optional
 
         def apply() -> list[str]:
             self._purge_expired()
@@ -118,7 +121,7 @@ class DjangoResultStore:
 
     def _write(self, record: ResultRecord) -> bool:
         """Upsert one record unless the row holds a newer run's; False when refused."""
-        from django.db import IntegrityError, transaction
+        from django.db import IntegrityError, transaction  # Django: optional
         from django.db.models import Q
 
         rows = self.models.TaskResult.objects.using(self.using)
@@ -166,7 +169,7 @@ class DjangoResultStore:
             model.objects.using(self.using).filter(expires__lt=now).delete()
 
     def _live(self) -> Any:
-        from django.db.models import Q
+        from django.db.models import Q  # Django: optional
 
         now = _now()
         return self.models.TaskResult.objects.using(self.using).filter(
@@ -202,7 +205,7 @@ class DjangoResultStore:
     async def record_group_member(
         self, group_id: str, member_id: str, total: int, record: ResultRecord
     ) -> GroupProgress:
-        from django.db import transaction
+        from django.db import transaction  # Django: optional
 
         m = self.models
 
@@ -234,7 +237,7 @@ class DjangoResultStore:
         ))
 
     async def restore_group(self, group_id: str) -> list[str] | None:
-        from django.db.models import Q
+        from django.db.models import Q  # Django: optional
 
         now = _now()
         groups = self.models.SavedGroup.objects.using(self.using).filter(
@@ -255,7 +258,7 @@ class DjangoResultStore:
 
 
 def _now() -> dt.datetime:
-    from django.utils import timezone
+    from django.utils import timezone  # Django: optional
 
     return timezone.now()  # type: ignore[no-any-return]  # aware, or naive local time with USE_TZ = False
 
@@ -263,7 +266,7 @@ def _now() -> dt.datetime:
 def _datetime(epoch_ms: int | None) -> dt.datetime | None:
     if epoch_ms is None:
         return None
-    from django.conf import settings
+    from django.conf import settings  # Django: optional
     from django.utils import timezone
 
     moment = dt.datetime.fromtimestamp(epoch_ms / 1000, dt.UTC)

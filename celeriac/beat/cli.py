@@ -15,7 +15,12 @@ from typing import Any
 
 import click
 
-from ..exceptions import ConfigurationError
+from .._bridge import run_sync
+from ..exceptions import AppNotFound, ConfigurationError
+from ..loading import load_app
+from ..worker.cli import run_loop, setup_logging
+from . import ops
+from .loop import Beat
 
 logger = logging.getLogger("celeriac.beat")
 
@@ -45,15 +50,12 @@ logger = logging.getLogger("celeriac.beat")
 @click.pass_context
 def beat_command(ctx: click.Context, /, **options: Any) -> None:
     """Send periodic tasks; any number of beats may run at once."""
-    from ..cli import load_app
-    from ..worker.cli import run_loop, setup_logging
-    from . import ops
-    from .loop import Beat
-
     setup_logging(options["loglevel"], options["logfile"])
     try:
         app = load_app(ctx)
         source = ops.make_source(app, options["scheduler"])
+    except AppNotFound:
+        raise  # a usage error, made so by the celeriac command (celeriac.cli)
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
     if options["list_entries"] or options["enable"] or options["disable"] or options["run_now"]:
@@ -74,9 +76,6 @@ def beat_command(ctx: click.Context, /, **options: Any) -> None:
 
 
 def _manage(app: Any, source: Any, options: dict[str, Any]) -> None:
-    from .._bridge import run_sync
-    from . import ops
-
     app.import_default_modules()
     app.finalize()
     try:
@@ -100,13 +99,11 @@ def _manage(app: Any, source: Any, options: dict[str, Any]) -> None:
 
 
 def _print_table(app: Any, views: list[Any]) -> None:
-    from rich.console import Console
+    from rich.console import Console  # rich only for a table: every other command starts without it
     from rich.table import Table
     from rich.text import Text
 
-    from ..schedules import zone_for
-
-    tz = zone_for(app.conf.get("timezone"), enable_utc=bool(app.conf.get("enable_utc", True)))
+    tz = app.settings.tz
     table = Table(title=f"beat schedule ({len(views)} entries, times in {tz})")
     for column in ("name", "task", "schedule", "next fire", "last fire", "last task id", "state"):
         table.add_column(column)

@@ -96,13 +96,12 @@ def claim_seconds(entry: Entry, fire_ms: int, tz: dt.tzinfo) -> float:
 
 def config_entries(app: Celery) -> list[Entry]:
     """``beat_schedule`` and ``add_periodic_task`` entries, checked; raises ``BeatConfigError``."""
-    raw = app.conf.get("beat_schedule") or {}
+    raw = app.settings.beat_schedule
     if not isinstance(raw, Mapping):
         raise ConfigurationError(
             f"beat_schedule must be a dict of entry name -> entry, not {type(raw).__name__}")
     found: dict[str, tuple[Entry, str]] = {}
-    conf = app.conf
-    defaults = {"missed": conf.get("beat_missed") or RUN_ONCE, "overlap": conf.get("beat_overlap") or ALLOW}
+    defaults = {"missed": app.settings.beat_missed, "overlap": app.settings.beat_overlap}
     for name, spec in raw.items():
         entry = parse_entry(app, name, spec, defaults, source="beat_schedule")
         found[entry.name] = (entry, "beat_schedule")
@@ -245,7 +244,7 @@ def check_entry(app: Celery, entry: Entry) -> None:
     if entry.overlap == SKIP:
         ignored = entry.options.get("ignore_result")
         if ignored is None:
-            ignored = task.ignore_result if task.ignore_result is not None else app.conf.task_ignore_result
+            ignored = task.ignore_result if task.ignore_result is not None else app.settings.task_ignore_result
         if ignored:
             raise BeatConfigError(entry.name, "overlap",
                                   "'skip' needs the previous run's result to tell when it finished, but the task "

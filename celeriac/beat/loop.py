@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..backoff import Backoff, describe
 from ..exceptions import ConfigurationError
 from ..message import READY_STATES
-from ..schedules import BaseSchedule, InvalidSchedule, zone_for
+from ..schedules import BaseSchedule, InvalidSchedule
 from ..servers import hide_password
 from .entries import RUN_ONCE, SKIP, Entry, check_unique_names, claim_seconds, config_entries
 from .state import BeatState, EntryState, Fire, open_state_store
@@ -129,12 +129,11 @@ class Beat:
                  hostname: str | None = None, clock: Callable[[], float] = time.time,
                  handle_signals: bool = True) -> None:
         self.app = app
-        conf = app.conf
+        conf = app.settings
         self.source: EntrySource = source or ConfigSource(app)
-        self.sync_ms = int(1000 * float(sync_s if sync_s is not None else conf.get("beat_max_loop_interval")
-                                        or DEFAULT_SYNC_S))
-        self.grace_ms = int(1000 * float(conf.get("beat_missed_after_seconds") or 5.0))
-        self.tz = zone_for(conf.get("timezone"), enable_utc=bool(conf.get("enable_utc", True)))
+        self.sync_ms = int(1000 * float(sync_s if sync_s is not None else conf.beat_max_loop_interval))
+        self.grace_ms = int(1000 * conf.beat_missed_after_seconds)
+        self.tz = conf.tz
         self.hostname = hostname or f"beat@{socket.gethostname()}:{os.getpid()}"
         self.clock = clock
         self.handle_signals = handle_signals
@@ -181,7 +180,7 @@ class Beat:
         self._next_sync_ms = self._now_ms() + self.sync_ms
         self._is_prepared = True
         print(f"{self.hostname} ready: {len(self.slots)} entries ({self.source.description}), broker "
-              f"{hide_password(self.app.conf.broker())}, timezone {self.tz}", file=sys.stderr, flush=True)
+              f"{hide_password(self.app.settings.broker_url)}, timezone {self.tz}", file=sys.stderr, flush=True)
         self.ready.set()
 
     async def run_prepared(self) -> None:
@@ -437,7 +436,7 @@ class Beat:
         if not latest or self.results is None:
             return {}
         records = await self.results.fetch_many(sorted({task_id for task_id, _ in latest.values()}))
-        expires_s = self.app.conf.result_expires_s()
+        expires_s = self.app.settings.result_expires
         now_ms = self._now_ms()
         blocked: dict[str, tuple[str, str]] = {}
         for name, (task_id, fire_ms) in latest.items():

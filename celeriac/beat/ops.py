@@ -13,13 +13,13 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ConfigurationError
-from ..schedules import InvalidSchedule, zone_for
+from ..schedules import InvalidSchedule
 from .entries import Entry
+from .loop import ConfigSource, EntrySource
 from .state import BeatState, EntryState, Fire, open_state_store
 
 if TYPE_CHECKING:
     from ..app import Celery
-    from .loop import EntrySource
 
 # --scheduler spellings: Celery's and django-celery-beat's classes name ours.
 DEFAULT_SCHEDULER, DJANGO_SCHEDULER = "default", "django"
@@ -37,9 +37,7 @@ SCHEDULERS = {
 
 def make_source(app: Celery, scheduler: str | None = None) -> EntrySource:
     """The entry source a ``--scheduler`` value (or the ``beat_scheduler`` setting) names."""
-    from .loop import ConfigSource
-
-    name = scheduler or app.conf.get("beat_scheduler") or DEFAULT_SCHEDULER
+    name = scheduler or app.settings.beat_scheduler or DEFAULT_SCHEDULER
     if not isinstance(name, str):  # a class, as Celery allows
         name = f"{name.__module__}:{name.__qualname__}"
     kind = SCHEDULERS.get(name)
@@ -49,7 +47,7 @@ def make_source(app: Celery, scheduler: str | None = None) -> EntrySource:
             "'django' (the periodic tasks in Django's admin; django_celery_beat.schedulers:DatabaseScheduler "
             "means the same)")
     if kind == DJANGO_SCHEDULER:
-        from ..contrib.django.beat_scheduler import DatabaseSource
+        from ..contrib.django.beat_scheduler import DatabaseSource  # Django is optional
 
         return DatabaseSource(app)
     return ConfigSource(app)
@@ -76,7 +74,7 @@ class EntryView:
 
 async def list_entries(app: Celery, source: EntrySource) -> list[EntryView]:
     entries = await source.load()
-    tz = zone_for(app.conf.get("timezone"), enable_utc=bool(app.conf.get("enable_utc", True)))
+    tz = app.settings.tz
     states = await _read_states(app, [e.name for e in entries])
     task_ids = [s.last_task_id for s in states.values() if s.last_task_id]
     records = {}

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..message import STARTED, ResultRecord
+from ..servers import ResultStore, can_store_results, create_store
 
 if TYPE_CHECKING:
     from ..app import Celery
-    from ..servers import ResultStore
 
 LAST_PREFIX = "celeriac.beat:"
 CONTROL_PREFIX = "celeriac.beat-control:"
@@ -55,9 +55,7 @@ class Fire:
 
 def state_store_url(app: Celery) -> str | None:
     """Where beat keeps its records: the broker's server when it can hold them."""
-    from ..servers import can_store_results
-
-    broker_url = app.conf.broker()
+    broker_url = app.settings.broker_url
     if can_store_results(broker_url) and not broker_url.startswith("django:"):
         return broker_url
     return app.result_backend_url()
@@ -65,8 +63,6 @@ def state_store_url(app: Celery) -> str | None:
 
 def open_state_store(app: Celery) -> ResultStore | None:
     """An unconnected store for beat's records: no expiry (they are one pair per entry)."""
-    from ..servers import create_store
-
     url = state_store_url(app)
     return create_store(url, None) if url else None
 

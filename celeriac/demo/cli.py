@@ -24,6 +24,10 @@ from typing import IO, TYPE_CHECKING
 
 import click
 
+from ..message import READY_STATES, SUCCESS
+from ..serialization import from_wire
+from ..worker.cli import run_loop
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -54,8 +58,6 @@ WORKER_STOP_TIMEOUT_S = 30.0
 def demo_command(count: int, delay_ms: float, failure_rate: float, concurrency: int, seed: int,
                  timeout_s: float) -> None:
     """Check registration numbers against a bundled Hometax stand-in, on one worker."""
-    from ..worker.cli import run_loop
-
     options = DemoOptions(count, delay_ms / 1000, failure_rate, concurrency, seed, timeout_s)
     outcome = DemoOutcome()
     run_loop(run_demo(options, outcome))
@@ -80,6 +82,8 @@ class DemoOutcome:
 
 
 async def run_demo(options: DemoOptions, outcome: DemoOutcome) -> None:
+    # Imported here, as every `celeriac` command imports this module: rich is slow to import,
+    # and the stand-in needs the demo extra (defusedxml).
     from rich.console import Console
 
     from .standin import StandIn
@@ -117,13 +121,13 @@ async def run_demo(options: DemoOptions, outcome: DemoOutcome) -> None:
 async def check_numbers(options: DemoOptions, outcome: DemoOutcome, broker_url: str, standin: StandIn,
                         console: Console) -> None:
     # Imported here, not at the top: importing it creates the demo's app, which would
-    # become the current app of every `celeriac` command.
+    # become the current app of every `celeriac` command (and it needs the demo extra).
     from . import tasks
     from .standin import generate_numbers
 
     app = tasks.app
     app.conf.broker_url = broker_url
-    app.conf.hometax_url = standin.url
+    tasks.hometax_url = standin.url
     await app.clients()  # open the file (and create the tables) before the clock starts
     numbers = generate_numbers(options.count, options.seed)
     try:
@@ -144,9 +148,7 @@ async def check_numbers(options: DemoOptions, outcome: DemoOutcome, broker_url: 
 async def follow_progress(app: Celery, by_id: dict[str, str], started: float, timeout_s: float,
                           console: Console) -> dict[str, ResultRecord]:
     """Poll the result store for the unfinished ids until all are done or time runs out."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from ..message import READY_STATES
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # see run_demo
 
     store = await app.result_store()
     pending = set(by_id)
@@ -169,10 +171,8 @@ async def follow_progress(app: Celery, by_id: dict[str, str], started: float, ti
 
 def report(options: DemoOptions, outcome: DemoOutcome, numbers: list[str], by_id: dict[str, str],
            records: dict[str, ResultRecord], standin: StandIn, console: Console) -> None:
-    from rich.table import Table
+    from rich.table import Table  # see run_demo
 
-    from ..message import SUCCESS
-    from ..serialization import from_wire
     from .standin import STATUSES, count_statuses, expected_status
 
     expected: dict[str, int] = {status: n for status, n in count_statuses(numbers).items()}

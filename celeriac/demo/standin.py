@@ -299,7 +299,7 @@ class StandIn:
         return sock
 
     def server(self) -> Any:
-        import uvicorn
+        import uvicorn  # only to serve: the demo's CLI imports this module for its numbers
 
         # log_config=None: uvicorn must not reconfigure the host process's logging.
         config = uvicorn.Config(self.app, lifespan="off", log_config=None, log_level="warning",
@@ -330,7 +330,7 @@ class StandIn:
     def _run(self, server: Any, sock: socket.socket) -> None:
         loop: asyncio.AbstractEventLoop
         try:
-            import uvloop
+            import uvloop  # optional (the speed extra)
 
             loop = uvloop.new_event_loop()
         except ImportError:

@@ -122,6 +122,15 @@ class Transport(Protocol):
     async def dead_letter(self, delivery: Delivery, reason: str) -> bool:
         """Move a reserved message to the dead-letter queue with ``reason``; fenced."""
 
+    async def skew_clock(self, ms: int) -> None:
+        """Move this client's view of the server's clock ``ms`` forward (cumulative).
+
+        Used by the contract suite to run out leases, etas and unique ids without
+        sleeping; zero in production. Leases, etas, unique ids and rate buckets follow it;
+        what the server expires by a timer of its own (Redis key TTLs: results, revoked
+        ids) need not.
+        """
+
 
 @runtime_checkable
 class ControlStore(Protocol):

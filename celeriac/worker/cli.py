@@ -49,7 +49,7 @@ IGNORED_FLAGS = ("without_gossip", "without_mingle", "without_heartbeat")
 @click.pass_context
 def worker_command(ctx: click.Context, /, **options: Any) -> None:
     """Start a worker."""
-    from ..cli import load_app
+    from ..loading import load_app
 
     setup_logging(options["loglevel"], options["logfile"])
     app = load_app(ctx)
@@ -86,8 +86,9 @@ def worker_command(ctx: click.Context, /, **options: Any) -> None:
     # exit gives back anyway, so that an idle worker is gone soon after SIGTERM.
     gc.freeze()
     if worker.abandoned_threads:
-        # Threads of tasks cut off at shutdown cannot be stopped; their leases are
-        # released already, so leave without waiting for them.
+        # The pool reported task bodies still running on threads, which cannot be stopped
+        # (worker/pool.py); their tasks are settled or released already, so leave without
+        # waiting for them.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(worker.exit_code)

@@ -42,7 +42,7 @@ class FollowUps:
     def __init__(self, app: Celery, store: ResultStore | None) -> None:
         self.app = app
         self.store = store
-        self.unique_s = app.conf.result_expires_s() or DEFAULT_UNIQUE_S
+        self.unique_s = app.settings.result_expires or DEFAULT_UNIQUE_S
 
     async def _send(self, sig: Signature, args: tuple[Any, ...], options: dict[str, Any]) -> str:
         plan = Plan()

@@ -1,13 +1,15 @@
 """The worker's run loop: reserve by free slot, dispatch, finish, shut down.
 
-One asyncio loop per process. ``async def`` tasks run on it; sync tasks run on a thread
-pool sized to the concurrency. The worker reserves only as many messages as it has free
-slots, in one broker call, so a slow task never holds fast ones in a prefetch buffer.
+One asyncio loop per process. ``async def`` tasks run on it; sync tasks run in the pool
+(``pool.py``: as many threads as the concurrency). The worker reserves only as many
+messages as it has free slots, in one broker call, so a slow task never holds fast ones
+in a prefetch buffer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import signal
@@ -17,10 +19,10 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from .. import signals
+from ..backoff import Backoff
 from ..context import Request
 from ..events import (
     TASK_FAILED,
@@ -34,7 +36,7 @@ from ..events import (
     task_event,
     worker_event,
 )
-from ..exceptions import ConfigurationError, NotRegistered, SerializationError
+from ..exceptions import NotRegistered, SerializationError
 from ..execution import Outcome, execute
 from ..message import (
     FAILURE,
@@ -57,6 +59,7 @@ from .completion import CompletionBuffer
 from .followups import FollowUps
 from .lease import LeaseKeeper
 from .limits import bucket_capacity, parse_rate
+from .pool import make_pool
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -77,6 +80,7 @@ EXIT_SOFTWARE = 70  # sysexits.h EX_SOFTWARE: a part of the worker failed
 OUTCOME_EVENTS = {"success": TASK_SUCCEEDED, "failure": TASK_FAILED, "retry": TASK_RETRIED,
                   "ignore": TASK_SUCCEEDED, "reject": TASK_REJECTED}
 BROKER_RETRY_MAX_S = 10.0
+TRACEBACK_LOG_LIMIT = 20_000  # characters of a failed task's traceback in the worker's log
 
 
 def expand_hostname(pattern: str | None) -> str:
@@ -95,19 +99,14 @@ class Worker:
         handle_signals: bool = True,
     ) -> None:
         self.app = app
-        conf = app.conf
+        conf = app.settings
         self.queues = list(queues or [conf.task_default_queue])
-        self.pool = pool or conf.worker_pool
-        if self.pool not in ("threads", "solo"):
-            if self.pool not in ("prefork", "gevent", "eventlet"):
-                raise ConfigurationError(f"pool {self.pool!r} is unknown; use threads or solo")
-            logger.warning("pool %r is not available in this version; using threads (async def tasks "
-                           "run on the event loop)", self.pool)
-            self.pool = "threads"
-        self.concurrency = 1 if self.pool == "solo" else int(concurrency or conf.worker_concurrency)
+        self._pool = make_pool(pool or conf.worker_pool, concurrency or conf.worker_concurrency)
+        self.pool = self._pool.name
+        self.concurrency = self._pool.concurrency
         self.hostname = expand_hostname(hostname)
         self.worker_id = f"{self.hostname}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.lease_s = float(lease_s or conf.lease_seconds())
+        self.lease_s = float(lease_s or conf.broker_lease_seconds)
         self.shutdown_timeout_s = float(
             conf.worker_shutdown_timeout if shutdown_timeout_s is None else shutdown_timeout_s
         )
@@ -123,14 +122,11 @@ class Worker:
 
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancel_reasons: dict[str, str] = {}
-        self._sync_running: set[str] = set()  # ids of sync tasks on pool threads
-        self._terminate_refused: set[str] = set()
         self._slot_free = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._force = asyncio.Event()
         self._signals_seen = 0
-        self._threads = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="celeriac-task")
-        self.abandoned_threads = False
+        self.abandoned_threads = False  # some pool threads still ran at the end (worker/cli.py exits without them)
         self.ready = threading.Event()  # set once the worker is reserving
         self.tasks_done = 0
         self.exit_code = 0  # non-zero once a part of the worker failed and stopped it
@@ -234,7 +230,8 @@ class Worker:
 
     async def _fetch_loop(self) -> None:
         lease_ms = int(self.lease_s * 1000)
-        failures = 0
+        reserving_backoff = Backoff(logger, "cannot reserve from the broker", "broker reachable again",
+                                    base_s=0.2, cap_s=BROKER_RETRY_MAX_S, level=logging.ERROR)
         stop_waiter = asyncio.create_task(self._stop_requested.wait())
         try:
             while not self._stop_requested.is_set():
@@ -257,16 +254,9 @@ class Worker:
                     is_drained = (not deliveries and self.until_empty and not self._running
                                   and not await self._has_waiting())
                 except Exception as exc:
-                    failures += 1
-                    pause = min(BROKER_RETRY_MAX_S, 0.1 * 2**failures)
-                    if failures == 1:
-                        logger.error("cannot reserve from the broker (%s); retrying with back-off "
-                                     "up to %.0fs", exc, BROKER_RETRY_MAX_S)
-                    await asyncio.sleep(pause)
+                    await asyncio.sleep(reserving_backoff.failed(exc))
                     continue
-                if failures:
-                    logger.warning("broker reachable again after %d failed attempts", failures)
-                    failures = 0
+                reserving_backoff.succeeded()
                 if deliveries:
                     await self._dispatch(deliveries)  # never raises: each message fails alone
                 elif is_drained:
@@ -344,7 +334,6 @@ class Worker:
     async def _hand_back(self, delivery: Delivery, exc: Exception) -> None:
         self.keeper.drop(delivery.task_id)
         self._running.pop(delivery.task_id, None)
-        self._sync_running.discard(delivery.task_id)
         try:
             await self.broker.release([delivery])
         except Exception as again:
@@ -362,12 +351,10 @@ class Worker:
         if await self._over_rate_limit(delivery, task):
             return
         self.keeper.hold(delivery)
-        if not task.is_async:
-            self._sync_running.add(delivery.task_id)
         self._running[delivery.task_id] = asyncio.create_task(self._run(delivery, envelope, task))
 
     async def _over_rate_limit(self, delivery: Delivery, task: Task[Any, Any]) -> bool:
-        per_second = parse_rate(task.rate_limit or self.app.conf.task_default_rate_limit)
+        per_second = parse_rate(task.rate_limit or self.app.settings.task_default_rate_limit)
         if per_second is None:
             return False
         wait_s = await self.control.take_rate_token(f"task:{task.name}", per_second, bucket_capacity(per_second))
@@ -413,7 +400,7 @@ class Worker:
             if stores_result and (task.track_started or (task.track_started is None and self.track_started)):
                 self.completion.record(self._record(delivery, envelope, task, STARTED, date_started_ms=started_ms))
             outcome = await execute(
-                task, request, self._run_in_thread if not task.is_async else None,
+                task, request, self._pool,
                 envelope.time_limit or task.time_limit or self.default_time_limit,
                 envelope.soft_time_limit or task.soft_time_limit or self.default_soft_time_limit,
             )
@@ -425,7 +412,6 @@ class Worker:
             return
         finally:
             self._running.pop(delivery.task_id, None)
-            self._sync_running.discard(delivery.task_id)
             self._slot_free.set()
         self.tasks_done += 1
         try:
@@ -441,9 +427,6 @@ class Worker:
                 ))
         except Exception as exc:
             await self._finish_failed(delivery, envelope, exc)
-
-    def _run_in_thread(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
-        return asyncio.get_running_loop().run_in_executor(self._threads, fn)
 
     def _record(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any], state: str,
                 **fields: Any) -> ResultRecord:
@@ -475,7 +458,8 @@ class Worker:
                 await self.followups.chord_member_done(envelope, record)
             self._acknowledge(delivery, envelope, record)
         elif kind == "failure":
-            logger.error("%s raised unexpected: %s\n%s", label, _short(outcome.exc, 1000), outcome.traceback or "")
+            logger.error("%s raised unexpected: %s\n%s", label, _short(outcome.exc, 1000),
+                         _clipped_traceback(outcome.traceback or ""))
             record = self._record(delivery, envelope, task, FAILURE, exc=outcome.exc, tb=outcome.traceback,
                                   date_started_ms=started_ms)
             await self.followups.on_failure(envelope, request, outcome.exc, outcome.traceback)
@@ -575,14 +559,12 @@ class Worker:
             running = self._running.get(task_id)
             if not terminate or running is None:
                 continue
-            if task_id in self._sync_running:
-                # A thread cannot be stopped from outside; cancelling the asyncio side
-                # would only hide a body that keeps running. Say so once per task.
-                if task_id not in self._terminate_refused:
-                    self._terminate_refused.add(task_id)
-                    logger.warning("revoke(terminate=True) of %s: a sync task on a thread cannot be "
-                                   "stopped; it runs to the end (use an async def task to stop it)", task_id)
+            if not _has_started(running):
+                # Its body is not in the pool yet, which could not tell whether it can be
+                # stopped; the lease keeper reports the id again at its next renewal.
                 continue
+            if not self._pool.cancel(task_id, hard=True):
+                continue  # it runs to its end (the pool said why); cancelling here would hide it
             self._cancel_reasons[task_id] = "revoked"
             running.cancel()
 
@@ -621,12 +603,12 @@ class Worker:
                                "again: %s", len(unacked), safe_text(", ".join(unacked)))
             await self._bounded(self.broker.release(unfinished), "release leases",
                                 "they come back when they run out")
-            self.abandoned_threads = True  # a sync task's thread cannot be stopped
         self.keeper.stop()
         if self.sends_events:
             await self._bounded(self.control.emit_events([self._worker_event(WORKER_OFFLINE)]),
                                 "send worker-offline")
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        # Running tasks had their time above: bodies still on threads are abandoned now.
+        self.abandoned_threads = await self._pool.shutdown(0.0)
         signals.worker_shutdown.send(sender=self)
         await self._bounded(self.app.close(), "close connections")
         logger.info("%s stopped after %d tasks", self.hostname, self.tasks_done)
@@ -677,6 +659,12 @@ def _call_of(envelope: Envelope) -> dict[str, Any]:
         return {"headers": envelope.headers or None}
 
 
+def _has_started(running: asyncio.Task[None]) -> bool:
+    """Whether the task has taken its first step (cancelled before it, ``_run`` would clean up nothing)."""
+    coro = running.get_coro()
+    return not isinstance(coro, Coroutine) or inspect.getcoroutinestate(coro) != inspect.CORO_CREATED
+
+
 def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
     """Hand a call from the lease keeper's thread to the worker's loop."""
     loop.call_soon_threadsafe(fn, *args)
@@ -688,6 +676,15 @@ def _iso(ms: int | None) -> str | None:
     import datetime as dt
 
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat()
+
+
+def _clipped_traceback(text: str, limit: int = TRACEBACK_LOG_LIMIT) -> str:
+    """A traceback for the log, its middle cut when it is huge (a 10 MB exception message
+    would otherwise be one 10 MB log line); the end, which names the exception, stays."""
+    if len(text) <= limit:
+        return text
+    head, tail = limit // 4, limit - limit // 4
+    return f"{text[:head]}\n... ({len(text) - limit:,} characters cut) ...\n{text[-tail:]}"
 
 
 def _short(value: Any, limit: int = 200) -> str:

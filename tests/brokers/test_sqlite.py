@@ -15,6 +15,7 @@ from celeriac.servers import BrokerOptions, OutgoingMessage
 from celeriac.servers.contracts import RequeueOutcome
 from celeriac.servers.sqlite import database as _sqlite_db
 from celeriac.servers.sqlite.results import SQLiteResultStore
+from celeriac.servers.sqlite.statements import JOURNAL_SIZE_LIMIT
 from celeriac.servers.sqlite.transport import SQLiteBroker
 
 LEASE_MS = 60_000
@@ -195,6 +196,6 @@ async def test_a_file_from_an_earlier_build_is_brought_up_to_date(path: str) -> 
 
 async def test_the_wal_is_capped_whenever_a_checkpoint_completes(broker: SQLiteBroker) -> None:
     limit = await broker.db.run(lambda c: c.execute("PRAGMA journal_size_limit").fetchone()[0])
-    assert limit == _sqlite_db.JOURNAL_SIZE_LIMIT
+    assert limit == JOURNAL_SIZE_LIMIT
 
 

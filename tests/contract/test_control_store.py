@@ -40,3 +40,11 @@ async def test_rate_tokens_are_shared_through_the_server(backend_url: str) -> No
     finally:
         await first.close()
         await second.close()
+
+
+async def test_rate_bucket_refills_in_the_servers_clock(broker: Broker) -> None:
+    assert await broker.take_rate_token("task:slow", 1.0, 2.0) == 0.0
+    assert await broker.take_rate_token("task:slow", 1.0, 2.0) == 0.0
+    assert 0.0 < await broker.take_rate_token("task:slow", 1.0, 2.0) <= 1.0
+    await broker.skew_clock(1_500)
+    assert await broker.take_rate_token("task:slow", 1.0, 2.0) == 0.0

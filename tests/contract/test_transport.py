@@ -82,12 +82,34 @@ async def test_unique_id_is_refused_even_after_it_is_done(broker: Broker) -> Non
     assert await reserve(broker) == ["other"]
 
 
+async def test_unique_id_is_accepted_again_once_its_time_is_up(broker: Broker) -> None:
+    first = msg("once")
+    first.unique_for_s = 60
+    await broker.publish([first])
+    [d] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w", timeout_s=0)
+    assert await broker.ack([d]) == []
+    await broker.skew_clock(59_000)
+    with pytest.raises(DuplicateTaskError, match="once"):
+        await broker.publish([msg("once")])
+    await broker.skew_clock(2_000)
+    await broker.publish([msg("once")])
+    assert await reserve(broker) == ["once"]
+
+
 async def test_scheduled_message_has_no_lease_until_due(broker: Broker) -> None:
     now = int(time.time() * 1000)
-    await broker.publish([msg("later", eta_ms=now + 400), msg("now")])
+    await broker.publish([msg("later", eta_ms=now + 10_000), msg("now")])
     assert await reserve(broker) == ["now"]
     assert await broker.queue_depths() == {"q": 1}
-    assert await reserve(broker, timeout_s=2.0) == ["later"]
+    await broker.skew_clock(5_000)
+    assert await reserve(broker) == []
+    await broker.skew_clock(6_000)  # due now, while the lease of "now" still runs
+    assert await reserve(broker) == ["later"]
+
+
+async def test_a_waiting_reserve_wakes_when_a_scheduled_message_falls_due(broker: Broker) -> None:
+    await broker.publish([msg("soon", eta_ms=int(time.time() * 1000) + 100)])
+    assert await reserve(broker, timeout_s=5.0) == ["soon"]
 
 
 async def test_reserve_waits_for_a_publish(broker: Broker) -> None:
@@ -107,9 +129,11 @@ async def test_reserve_times_out_empty(broker: Broker) -> None:
 
 async def test_expired_lease_is_reclaimed_with_a_higher_token(broker: Broker) -> None:
     await broker.publish([msg("x")])
-    [first] = await broker.reserve(["q"], 1, lease_ms=100, worker_id="w1", timeout_s=0)
-    await asyncio.sleep(0.25)
-    [second] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w2", timeout_s=1.0)
+    [first] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w1", timeout_s=0)
+    await broker.skew_clock(LEASE_MS - 1_000)
+    assert await reserve(broker) == []  # still held
+    await broker.skew_clock(2_000)
+    [second] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w2", timeout_s=0)
     assert second.task_id == "x" and second.fencing_token == first.fencing_token + 1
     assert await broker.ack([first]) == ["x"]  # the old holder is fenced off
     assert await broker.renew([first], LEASE_MS) == ["x"]
@@ -118,10 +142,10 @@ async def test_expired_lease_is_reclaimed_with_a_higher_token(broker: Broker) ->
 
 async def test_renewed_lease_is_not_reclaimed(broker: Broker) -> None:
     await broker.publish([msg("x")])
-    [d] = await broker.reserve(["q"], 1, lease_ms=300, worker_id="w1", timeout_s=0)
-    for _ in range(4):
-        await asyncio.sleep(0.1)
-        assert await broker.renew([d], 300) == []
+    [d] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w1", timeout_s=0)
+    for _ in range(4):  # well past the first lease, renewed at two thirds of each
+        await broker.skew_clock(LEASE_MS * 2 // 3)
+        assert await broker.renew([d], LEASE_MS) == []
     assert await reserve(broker, timeout_s=0) == []
     assert await broker.ack([d]) == []
 
@@ -129,10 +153,10 @@ async def test_renewed_lease_is_not_reclaimed(broker: Broker) -> None:
 async def test_max_deliveries_dead_letters_with_reason(broker: Broker) -> None:
     await broker.publish([msg("crasher")])
     for _ in range(3):
-        got = await broker.reserve(["q"], 1, lease_ms=50, worker_id="w", timeout_s=1.0)
+        got = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w", timeout_s=0)
         assert [d.task_id for d in got] == ["crasher"]
-        await asyncio.sleep(0.1)
-    assert await reserve(broker, timeout_s=0.1) == []
+        await broker.skew_clock(LEASE_MS + 1_000)
+    assert await reserve(broker) == []
     [dead] = await broker.dead_letters()
     assert dead.task_id == "crasher" and "3 times" in dead.reason
     assert await broker.requeue_dead_letters(["crasher"]) == RequeueOutcome(["crasher"], {})
@@ -143,14 +167,14 @@ async def test_max_deliveries_dead_letters_with_reason(broker: Broker) -> None:
 async def test_retries_and_releases_do_not_count_toward_max_deliveries(broker: Broker) -> None:
     await broker.publish([msg("steady", priority=7)])
     for _ in range(4):  # more than max_deliveries=3, each ending in a retry or a release
-        [d] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w", timeout_s=1.0)
+        [d] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w", timeout_s=0)
         if d.fencing_token % 2:
             assert await broker.retry(d, d.body, None)
         else:
             assert await broker.release([d]) == []
-    [d] = await broker.reserve(["q"], 1, lease_ms=50, worker_id="w", timeout_s=1.0)
-    await asyncio.sleep(0.1)
-    [d] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w", timeout_s=1.0)
+    [d] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w", timeout_s=0)
+    await broker.skew_clock(LEASE_MS + 1_000)
+    [d] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w", timeout_s=0)
     assert d.task_id == "steady" and await broker.dead_letters() == []
 
 
@@ -165,9 +189,10 @@ async def test_release_puts_back_at_the_head(broker: Broker) -> None:
 async def test_retry_keeps_id_replaces_body_and_schedules(broker: Broker) -> None:
     await broker.publish([msg("r")])
     [d] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w", timeout_s=0)
-    assert await broker.retry(d, b'{"attempt":2}', int(time.time() * 1000) + 200)
+    assert await broker.retry(d, b'{"attempt":2}', int(time.time() * 1000) + 60_000)
     assert await reserve(broker, timeout_s=0) == []
-    [again] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w", timeout_s=2.0)
+    await broker.skew_clock(61_000)
+    [again] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w", timeout_s=0)
     assert again.task_id == "r" and again.body == b'{"attempt":2}'
     assert not await broker.retry(d, b"stale", None)  # fenced: old token
 

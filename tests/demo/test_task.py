@@ -25,7 +25,7 @@ def flaky_standin() -> Iterator[StandIn]:
 @pytest.fixture
 def demo_app(tmp_path: Path, flaky_standin: StandIn, monkeypatch: pytest.MonkeyPatch) -> StandIn:
     monkeypatch.setitem(tasks.app.conf, "broker_url", f"sqlite:///{tmp_path}/demo.db")
-    monkeypatch.setitem(tasks.app.conf, "hometax_url", flaky_standin.url)
+    monkeypatch.setattr(tasks, "hometax_url", flaky_standin.url)
     # Retries keep their back-off shape, but at most 1s apart, to keep the test short.
     monkeypatch.setattr(tasks.check_registration_number, "retry_backoff_max", 1)
     return flaky_standin

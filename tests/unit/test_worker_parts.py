@@ -219,3 +219,15 @@ async def test_a_chord_body_is_sent_once_when_members_finish_twice(member_result
             await followups.chord_member_done(member, done)
     depths = await clients.admin.queue_depths()
     assert depths == ({"celery": 1} if FAILURE not in member_results else {})
+
+
+def test_a_huge_traceback_is_clipped_in_the_log_keeping_its_end() -> None:
+    from celeriac.worker.loop import _clipped_traceback
+
+    short = "Traceback (most recent call last):\n  ...\nValueError: boom"
+    assert _clipped_traceback(short) == short
+    huge = "Traceback (most recent call last):\n" + "x" * 10_000_000 + "\nValueError: the end"
+    clipped = _clipped_traceback(huge, limit=1000)
+    assert len(clipped) < 1100
+    assert clipped.startswith("Traceback") and clipped.endswith("ValueError: the end")
+    assert f"({len(huge) - 1000:,} characters cut)" in clipped

@@ -5,9 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.utils import timezone
 from django.utils.html import format_html
 
+from ..._bridge import run_sync
+from ...beat.entries import BeatConfigError
+from ...beat.ops import send_now
+from .beat_scheduler import entry_of, note_fires
+from .discovery import load_project_app
 from .models import PeriodicTask, SavedGroup, TaskResult
 
 
@@ -84,8 +90,6 @@ class PeriodicTaskAdmin(admin.ModelAdmin):  # type: ignore[misc]
         self._switch(request, queryset, False)
 
     def _switch(self, request: Any, queryset: Any, enabled: bool) -> None:
-        from django.utils import timezone
-
         # date_changed moves (update() would leave it): every beat reloads, and ticks
         # while the entry was off are not taken for missed ones.
         count = queryset.update(enabled=enabled, date_changed=timezone.now())
@@ -93,14 +97,6 @@ class PeriodicTaskAdmin(admin.ModelAdmin):  # type: ignore[misc]
 
     @admin.action(description="Run selected periodic tasks now")  # type: ignore[untyped-decorator]
     def run_now(self, request: Any, queryset: Any) -> None:
-        from django.contrib import messages
-
-        from ..._bridge import run_sync
-        from ...beat.entries import BeatConfigError
-        from ...beat.ops import send_now
-        from .beat_scheduler import entry_of, note_fires
-        from .discovery import load_project_app
-
         app = load_project_app()
         assert app is not None  # required=True raises instead
         sent = []

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.db import close_old_connections
+
+from ... import signals
+from ...context import current_request
+from .discovery import load_project_app
 
 
 class CeleriacConfig(AppConfig):  # type: ignore[misc]  # Django ships no type hints
@@ -12,8 +17,6 @@ class CeleriacConfig(AppConfig):  # type: ignore[misc]  # Django ships no type h
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from .discovery import load_project_app
-
         # The app module calls ``app.autodiscover_tasks()``, which lists the installed
         # apps: it can only run now, when they are loaded. Importing it here registers
         # the tasks in every Django process (runserver, shell, tests), so a project
@@ -26,10 +29,6 @@ class CeleriacConfig(AppConfig):  # type: ignore[misc]  # Django ships no type h
 
 
 def _close_old_connections(**_: object) -> None:
-    from django.db import close_old_connections
-
-    from ...context import current_request
-
     request = current_request()
     if request is not None and request.is_eager:
         # Run in the caller (task_always_eager): its connection is the caller's, perhaps
@@ -41,7 +40,5 @@ def _close_old_connections(**_: object) -> None:
 def _close_connections_around_tasks() -> None:
     """Drop broken or expired database connections before and after each task, in the thread
     that runs it, as Django does around each request (and Celery around each task)."""
-    from ... import signals
-
     signals.task_prerun.connect(_close_old_connections)
     signals.task_postrun.connect(_close_old_connections)

@@ -19,6 +19,12 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import close_old_connections
+from django.db.models import Case, Count, F, Max, Q, Value, When
+from django.utils import timezone
+
 from ...beat.entries import (
     BeatConfigError,
     Entry,
@@ -27,6 +33,7 @@ from ...beat.entries import (
 )
 from ...beat.state import Fire
 from ...schedules import BaseSchedule, InvalidSchedule, crontab, schedule
+from .discovery import load_project_app
 
 if TYPE_CHECKING:
     from ...app import Celery
@@ -95,14 +102,10 @@ def entry_of(app: Celery, row: Any) -> Entry:
 
 def validate_row(row: Any) -> None:
     """``PeriodicTask.clean()``: the errors beat would report, on the form's fields."""
-    from django.core.exceptions import ValidationError
-
     try:
         schedule_of(row)
     except InvalidSchedule as exc:
         raise ValidationError({row_field(row, exc): str(exc)}) from None
-    from .discovery import load_project_app
-
     app = load_project_app(required=False)
     if app is None:
         return
@@ -172,8 +175,6 @@ async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
     broken or expired connections before and after (as around a request)."""
 
     def call() -> T:
-        from django.db import close_old_connections
-
         close_old_connections()
         try:
             return fn(*args)
@@ -188,9 +189,7 @@ DatabaseScheduler = DatabaseSource  # the name django-celery-beat users know
 
 def note_fires(fires: Sequence[Fire]) -> None:
     """Note runs on their rows; the first beat to note a tick wins, the others change nothing."""
-    from django.db.models import Case, F, Q, Value, When
-
-    from .models import PeriodicTask
+    from .models import PeriodicTask  # models.py imports this module
 
     for fire in fires:
         when = _aware(fire.fire_ms)
@@ -205,16 +204,14 @@ def note_fires(fires: Sequence[Fire]) -> None:
 
 
 def _read_rows() -> tuple[tuple[Any, ...], list[Any]]:
-    from .models import PeriodicTask
+    from .models import PeriodicTask  # models.py imports this module
 
     rows = list(PeriodicTask.objects.all())
     return _marker_of(rows), rows
 
 
 def _read_marker() -> tuple[Any, ...]:
-    from django.db.models import Count, Max
-
-    from .models import PeriodicTask
+    from .models import PeriodicTask  # models.py imports this module
 
     found = PeriodicTask.objects.aggregate(newest=Max("date_changed"), count=Count("id"))
     return (found["newest"], found["count"])
@@ -225,9 +222,7 @@ def _marker_of(rows: list[Any]) -> tuple[Any, ...]:
 
 
 def _switch(name: str, enabled: bool) -> bool:
-    from django.utils import timezone
-
-    from .models import PeriodicTask
+    from .models import PeriodicTask  # models.py imports this module
 
     # date_changed moves: every beat reloads the row, and ticks while it was off are not
     # missed ones.
@@ -235,17 +230,12 @@ def _switch(name: str, enabled: bool) -> bool:
 
 
 def _ms(moment: dt.datetime) -> int:
-    from django.utils import timezone
-
     if timezone.is_naive(moment):
         moment = timezone.make_aware(moment, timezone.get_default_timezone())
     return int(moment.timestamp() * 1000)
 
 
 def _aware(ms: int) -> dt.datetime:
-    from django.conf import settings
-    from django.utils import timezone
-
     moment = dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
     return moment if settings.USE_TZ else timezone.make_naive(moment)
 

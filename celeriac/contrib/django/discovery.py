@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+import importlib.util
 
-if TYPE_CHECKING:
-    from ...app import Celery
+from django.conf import settings
+
+from ... import _state
+from ...app import Celery
+from ...loading import find_app
 
 
 def project_app_path() -> str | None:
     """``settings.CELERIAC_APP``, else ``<project>.celery`` beside the settings module."""
-    from django.conf import settings
-
     explicit = getattr(settings, "CELERIAC_APP", None)
     if explicit:
         return str(explicit)
@@ -29,8 +30,6 @@ def load_project_app(required: bool = True) -> Celery | None:
     framework needs no celeriac module of its own. An app that is named but cannot be
     imported raises (``required`` is kept for callers written when this could be None).
     """
-    from ...cli import find_app
-
     path = project_app_path()
     if path is None:
         return default_app()
@@ -55,16 +54,12 @@ def default_app() -> Celery:
     installed app, made once.
     """
     global _default_app
-    from ... import app as app_module
-
-    existing = app_module._current_app
+    existing = _state.peek_current_app()
     if existing is not None:
         return existing
     if _default_app is None:
-        from django.conf import settings
-
         settings_module: str = getattr(settings, "SETTINGS_MODULE", None) or ""
-        made = app_module.Celery(settings_module.rpartition(".")[0] or "django")
+        made = Celery(settings_module.rpartition(".")[0] or "django")
         made.config_from_object("django.conf:settings", namespace="CELERY")
         made.autodiscover_tasks()
         _default_app = made
@@ -73,8 +68,6 @@ def default_app() -> Celery:
 
 def has_app_module() -> bool:
     """Whether the project names an app (``CELERIAC_APP``) or has its ``<project>.celery`` module."""
-    import importlib.util
-
     path = project_app_path()
     if path is None:
         return False
@@ -87,8 +80,6 @@ def has_app_module() -> bool:
 
 
 def _is_explicit() -> bool:
-    from django.conf import settings
-
     return bool(getattr(settings, "CELERIAC_APP", None))
 
 

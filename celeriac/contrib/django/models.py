@@ -13,6 +13,7 @@ from __future__ import annotations
 from django.db import models
 
 from ...message import FAILURE, PENDING, RECEIVED, RETRY, REVOKED, STARTED, SUCCESS
+from .beat_scheduler import schedule_of, validate_row
 
 STATE_CHOICES = [(state, state) for state in (PENDING, RECEIVED, STARTED, RETRY, SUCCESS, FAILURE, REVOKED)]
 
@@ -126,14 +127,10 @@ class PeriodicTask(models.Model):  # type: ignore[misc]
         return f"{self.name}: {self.schedule_words()}"
 
     def schedule_words(self) -> str:
-        from .beat_scheduler import schedule_of
-
         try:
             return schedule_of(self).describe()
         except Exception as exc:  # shown in the admin's list: never fail the page
             return f"invalid: {exc}"
 
     def clean(self) -> None:
-        from .beat_scheduler import validate_row
-
         validate_row(self)

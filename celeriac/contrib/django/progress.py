@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..._bridge import run_sync
+from ...app import current_app
 from ...message import PENDING, READY_STATES, SUCCESS, ResultRecord
 from ...serialization import from_wire
 
@@ -63,8 +64,6 @@ def group_snapshot(group_id: str, app: Celery | None = None) -> GroupSnapshot | 
 
 async def agroup_snapshot(group_id: str, app: Celery | None = None) -> GroupSnapshot | None:
     if app is None:
-        from ...app import current_app
-
         app = current_app()
     store = await app.result_store()
     task_ids = await store.restore_group(group_id)

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from ...backends.django import DjangoResultStore
 from ...exceptions import ConfigurationError
 from ...servers.contracts import Broker, BrokerOptions
-
-if TYPE_CHECKING:
-    from ...backends.django import DjangoResultStore
 
 
 class DjangoServer:
@@ -27,7 +23,4 @@ class DjangoServer:
         )
 
     def results(self, expires_s: float | None) -> DjangoResultStore:
-        # Imported on use: the store needs Django set up, which a broker-only process skips.
-        from ...backends.django import DjangoResultStore
-
         return DjangoResultStore(self.url, expires_s)

@@ -60,13 +60,24 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import datetime as dt
+import inspect
+import traceback
 import uuid
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
+import django
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import close_old_connections
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
 from ..._bridge import run_sync
 from ...context import current_request
+from ...loading import find_app
 from ...message import (
     FAILURE,
     PENDING,
@@ -78,7 +89,10 @@ from ...message import (
     ResultRecord,
     now_ms,
 )
+from ...publish import build_message
 from ...serialization import from_wire, to_wire
+from ...task import make_task
+from .discovery import load_project_app
 
 DJANGO_MIN_PRIORITY = -100
 DJANGO_MAX_PRIORITY = 100
@@ -90,8 +104,8 @@ DJANGO_TASK_HEADER = "django_task"
 
 def _load_framework() -> SimpleNamespace | None:
     """Django 6's ``django.tasks``; on older Django the ``django_tasks`` backport; else None."""
-    import django
-
+    # Imported here: which module holds the framework depends on Django's version, and the
+    # backport is optional.
     if django.VERSION >= (6, 0):
         from django.tasks import DEFAULT_TASK_QUEUE_NAME, base, exceptions, signals
         from django.tasks.backends.base import BaseTaskBackend
@@ -187,8 +201,6 @@ _registered: dict[str, Any] = {}
 
 def register(django_task: Any) -> Any:
     """The celeriac task that runs ``django_task`` (created and registered on first use)."""
-    from ...task import make_task
-
     path = django_task.module_path
     found = _registered.get(path)
     if found is not None and found.fun.django_func is django_task.func:
@@ -245,8 +257,6 @@ def _runner(django_task: Any) -> Callable[..., Any]:
 
 
 def _is_coroutine_function(func: Any) -> bool:
-    import inspect
-
     return inspect.iscoroutinefunction(func)
 
 
@@ -259,8 +269,6 @@ def _close_old_connections() -> None:
     """A worker thread is like a request thread: drop connections past CONN_MAX_AGE or broken
     by the server, before and after, as Django does around requests. Never in an eager run:
     the connection is the caller's, perhaps inside its transaction."""
-    from django.db import close_old_connections
-
     close_old_connections()
 
 
@@ -340,8 +348,6 @@ def _exception_path(kind: type[BaseException]) -> str:
 
 
 def _format(exc: BaseException) -> str:
-    import traceback
-
     return "".join(traceback.format_exception(exc))
 
 
@@ -356,8 +362,6 @@ class CeleriacBackend(_BackendBase):  # type: ignore[misc]
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         if _api is None:
-            from django.core.exceptions import ImproperlyConfigured
-
             raise ImproperlyConfigured(_NO_FRAMEWORK)
         super().__init__(alias, params)
         self._app: Any = None
@@ -368,9 +372,6 @@ class CeleriacBackend(_BackendBase):  # type: ignore[misc]
     def app(self) -> Any:
         """OPTIONS["app"], else the project's app (CELERIAC_APP, <project>.celery, or one from the settings)."""
         if self._app is None:
-            from ...cli import find_app
-            from .discovery import load_project_app
-
             path = self.options.get("app")
             self._app = find_app(path) if path else load_project_app(required=False)
         return self._app
@@ -379,14 +380,14 @@ class CeleriacBackend(_BackendBase):  # type: ignore[misc]
     def is_eager(self) -> bool:
         """Whether ``enqueue()`` runs the task in the caller: OPTIONS, else the app's setting."""
         option = self.options.get("task_always_eager")
-        return bool(self.app.conf.task_always_eager if option is None else option)
+        return bool(self.app.settings.task_always_eager if option is None else option)
 
     def celeriac_queue(self, queue_name: str) -> str:
         queue_map: dict[str, str] = self.options.get("queue_map") or {}
         if queue_name in queue_map:
             return queue_map[queue_name]
         if queue_name == _api.DEFAULT_QUEUE:
-            return str(self.app.conf.task_default_queue)
+            return str(self.app.settings.task_default_queue)
         return queue_name
 
     # --- enqueueing -----------------------------------------------------------------
@@ -402,8 +403,6 @@ class CeleriacBackend(_BackendBase):  # type: ignore[misc]
 
     async def aenqueue(self, task: Any, args: Any, kwargs: Any) -> Any:
         if self.is_eager:
-            from asgiref.sync import sync_to_async
-
             # On Django's thread for sync code, as the framework's own aenqueue() does: a
             # sync task body may use the ORM.
             return await sync_to_async(self.enqueue, thread_sensitive=True)(task, args, kwargs)
@@ -429,8 +428,6 @@ class CeleriacBackend(_BackendBase):  # type: ignore[misc]
         return task_result, header
 
     async def _asend(self, task: Any, task_result: Any, header: dict[str, Any]) -> None:
-        from ...publish import build_message
-
         celeriac_task = register(task)
         app = self.app
         options: dict[str, Any] = {
@@ -548,8 +545,6 @@ def _django_task(path: str | None) -> Any:
     """The ``Task`` at ``path``, or None if the record names no Django task."""
     if not path:
         return None
-    from django.utils.module_loading import import_string
-
     try:
         found = import_string(path)
     except ImportError:
@@ -574,9 +569,6 @@ def _now() -> dt.datetime:
 def _from_ms(epoch_ms: int | None) -> dt.datetime | None:
     if epoch_ms is None:
         return None
-    from django.conf import settings
-    from django.utils import timezone
-
     # Whole seconds plus milliseconds: exact, where epoch_ms / 1000 may round a microsecond off.
     seconds, millis = divmod(int(epoch_ms), 1000)
     moment = dt.datetime.fromtimestamp(seconds, dt.UTC) + dt.timedelta(milliseconds=millis)
@@ -587,8 +579,6 @@ def _aware(when: dt.datetime) -> dt.datetime:
     """Naive datetimes (USE_TZ = False) are in Django's TIME_ZONE; celeriac reads naive as UTC."""
     if when.tzinfo is not None:
         return when
-    from django.utils import timezone
-
     return timezone.make_aware(when, timezone.get_default_timezone())  # type: ignore[no-any-return]
 
 

@@ -60,7 +60,7 @@ class MemoryState:
     leases: list[tuple[int, int, str]] = field(default_factory=list)
     revoked: dict[str, tuple[float, bool]] = field(default_factory=dict)
     dead: dict[int, DeadLetter] = field(default_factory=dict)  # by a sequence number: oldest first
-    unique_ids: dict[str, float] = field(default_factory=dict)  # id -> remembered until
+    unique_ids: dict[str, int] = field(default_factory=dict)  # id -> remembered until (ms, a broker's clock)
     events: deque[tuple[int, bytes]] = field(default_factory=deque)
     buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # key -> (tokens, at_s)
     results: dict[str, tuple[ResultRecord, float | None]] = field(default_factory=dict)
@@ -87,13 +87,21 @@ class MemoryBroker:
         self.url = url
         self.options = options or BrokerOptions()
         self.state = state_for(url)
+        # This broker's clock, for leases, etas, unique ids and rate buckets (skew_clock
+        # moves it on in tests); results and revoked ids expire by the wall clock.
         self.clock_ms: Callable[[], int] = now_ms
+        self._skew_ms = 0
 
     async def connect(self) -> None:
         return None
 
     async def close(self) -> None:
         return None
+
+    async def skew_clock(self, ms: int) -> None:
+        self._skew_ms += ms
+        skew = self._skew_ms
+        self.clock_ms = lambda: now_ms() + skew
 
     # --- publishing -------------------------------------------------------------------
 
@@ -103,9 +111,8 @@ class MemoryBroker:
         with st.lock:
             fresh: list[OutgoingMessage] = []
             fresh_ids: set[str] = set()
-            wall = time.time()
             for msg in messages:
-                if (msg.task_id in st.messages or st.unique_ids.get(msg.task_id, 0) > wall
+                if (msg.task_id in st.messages or st.unique_ids.get(msg.task_id, 0) > now
                         or msg.task_id in fresh_ids):
                     if on_duplicate == "ignore":
                         continue
@@ -114,7 +121,7 @@ class MemoryBroker:
                 fresh_ids.add(msg.task_id)
             for msg in fresh:
                 if msg.unique_for_s:
-                    st.unique_ids[msg.task_id] = wall + msg.unique_for_s
+                    st.unique_ids[msg.task_id] = now + int(msg.unique_for_s * 1000)
                 eta = msg.eta_ms if msg.eta_ms is not None else now
                 self._put(_Message(msg.task_id, msg.queue, msg.body, msg.priority, eta, QUEUED,
                                    next(st.seq)), now)
@@ -203,7 +210,7 @@ class MemoryBroker:
             if m.expired_count >= self.options.max_deliveries:
                 reason = max_deliveries_reason(m.expired_count, self.options.max_deliveries)
                 self._kill(m, reason, now)
-                from .results import write_records
+                from .results import write_records  # results.py imports this module
 
                 write_records(st, [lost_record(m.task_id, reason, m.delivery_count)], self.options.result_expires_s)
                 continue
@@ -247,7 +254,7 @@ class MemoryBroker:
                 else:
                     del self.state.messages[d.task_id]
             if results:
-                from .results import write_records
+                from .results import write_records  # results.py imports this module
 
                 kept = [r for r in results if r.task_id not in refused]
                 write_records(self.state, kept, self.options.result_expires_s)

@@ -52,6 +52,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
@@ -135,6 +136,7 @@ def parse_url(url: str) -> RedisTarget:
 _INCLUDE = re.compile(r'^--- @include "([\w-]+)"[ \t]*$', re.MULTILINE)
 _ONCE = re.compile(r"^--- @once[ \t]*$", re.MULTILINE)
 _BODY = "--- @body\n"
+_CLOCK_SKEW = re.compile(r"^local CLOCK_SKEW_MS = 0$", re.MULTILINE)  # in includes/clock.lua
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,20 +148,31 @@ class LuaScript:
 
 
 @cache
-def load_scripts() -> dict[str, LuaScript]:
+def load_scripts(skew_ms: int = 0) -> dict[str, LuaScript]:
     """Every script by verb ("reserve"), its ``--- @include`` lines replaced by the include,
-    and wrapped in ``includes/once.lua`` if it holds a ``--- @once`` line."""
+    and wrapped in ``includes/once.lua`` if it holds a ``--- @once`` line.
+
+    ``skew_ms`` (tests only, see ``RedisConnection.skew_clock``) is written into
+    ``includes/clock.lua`` as its ``CLOCK_SKEW_MS``: the scripts then read the server's
+    clock that much later. Each value is its own set of scripts (its own SHAs).
+    """
     root = resources.files("celeriac.servers.redis").joinpath("scripts")
     once_wrapper = root.joinpath("includes", "once.lua").read_text()
     assert once_wrapper.count(_BODY) == 1
+    clock = root.joinpath("includes", "clock.lua").read_text()
+    assert len(_CLOCK_SKEW.findall(clock)) == 1
+    if skew_ms:
+        clock = _CLOCK_SKEW.sub(f"local CLOCK_SKEW_MS = {int(skew_ms)}", clock)
+
+    def include(name: str) -> str:
+        return clock if name == "clock" else root.joinpath("includes", f"{name}.lua").read_text()
+
     scripts = {}
     for entry in root.iterdir():
         if not entry.name.endswith(".lua"):
             continue
         stem = entry.name[: -len(".lua")]
-        source = _INCLUDE.sub(
-            lambda m: root.joinpath("includes", f"{m.group(1)}.lua").read_text(), entry.read_text()
-        )
+        source = _INCLUDE.sub(lambda m: include(m.group(1)), entry.read_text())
         once = bool(_ONCE.search(source))
         if once:
             source = once_wrapper.replace(_BODY, source if source.endswith("\n") else source + "\n")
@@ -226,6 +239,7 @@ class RedisConnection:
         self.target = parse_url(url)
         self.keys = Keys(self.target.key_prefix)
         self.scripts = load_scripts()
+        self.clock_skew_ms = 0  # see skew_clock
         self._client: Redis | None = None
         self._users = 0
         self._spare: Any = None  # a pooled connection held for script calls (see run())
@@ -302,10 +316,24 @@ class RedisConnection:
                 "start it or fix broker_url"
             ) from exc
         await self._check_eviction_policy(client)
+        await self._load_on_server(client)
+
+    async def _load_on_server(self, client: Redis) -> None:
         pipe = client.pipeline(transaction=False)
         for script in self.scripts.values():
             pipe.script_load(script.source)
         await pipe.execute()
+
+    async def skew_clock(self, ms: int) -> None:
+        """Make the scripts of this connection read the server's clock ``ms`` later (cumulative).
+
+        For tests (``Transport.skew_clock``): the scripts are built again with the skew in
+        ``includes/clock.lua``, so the calls of production (skew 0) carry no cost for it.
+        """
+        self.clock_skew_ms += ms
+        self.scripts = load_scripts(self.clock_skew_ms)
+        if self._client is not None:
+            await self._load_on_server(self._client)
 
     async def _check_eviction_policy(self, client: Redis) -> None:
         try:
@@ -431,8 +459,6 @@ def check_eviction_policy(policy: str, target: RedisTarget) -> None:
 
 
 def _sentinel_client(target: RedisTarget, options: dict[str, Any]) -> Redis:
-    from redis.asyncio.sentinel import Sentinel
-
     parts = urlsplit(target.redis_url)
     userinfo, _, hosts = parts.netloc.rpartition("@")
     username, _, password = userinfo.partition(":")

@@ -131,6 +131,10 @@ class RedisBroker:
             self._is_open = False
             await self.connection.close()
 
+    async def skew_clock(self, ms: int) -> None:
+        # The scripts read the clock (includes/clock.lua); the connection rebuilds them.
+        await self.connection.skew_clock(ms)
+
     # --- publishing -------------------------------------------------------------------
 
     async def publish(self, messages: Sequence[OutgoingMessage], *, on_duplicate: str = "error") -> None:

@@ -30,6 +30,8 @@ from urllib.parse import urlparse
 from ..._notify import Notifier
 from ...exceptions import BrokerUnavailable, ConfigurationError
 from ...message import READY_STATES, ResultRecord, encode_record, now_ms
+from ..queries import fill
+from .statements import OLD_DEAD_LETTERS, SQL
 
 T = TypeVar("T")
 
@@ -38,18 +40,10 @@ logger = logging.getLogger("celeriac.sqlite")
 HOUSEKEEPING_EVERY_MS = 60_000
 PURGE_BATCH = 500  # rows per table per transaction: the write lock is held a few ms at most
 MAX_PURGE_BATCHES = 40  # per pass; whatever is left waits for the next pass
-CHECKPOINT_BUSY_MS = 50  # a truncating checkpoint gives up this soon when readers are busy
-JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
-BUSY_TIMEOUT_MS = 30_000
 
-# What expires, and how its rows are named for a batched delete: (table, key, expired).
-_EXPIRING = [
-    ("celeriac_results", "rowid", "expires_at_ms < ?"),
-    ("celeriac_group_members", "group_id, member_id", "expires_at_ms < ?"),
-    ("celeriac_groups", "rowid", "expires_at_ms < ?"),
-    ("celeriac_unique_ids", "task_id", "remembered_until_ms <= ?"),
-    ("celeriac_revoked", "task_id", "expires_at_ms < ?"),
-]
+# The batched deletes of what expires (sql/housekeeping.sql), one per table.
+_EXPIRING = ["purge-expired-results", "purge-expired-group-members", "purge-expired-groups",
+             "purge-expired-unique-ids", "purge-expired-revoked-ids"]
 
 _notifiers: dict[str, Notifier] = {}
 _notifiers_lock = threading.Lock()
@@ -105,10 +99,10 @@ class SQLiteDatabase:
             if directory:
                 os.makedirs(directory, exist_ok=True)
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
-            conn.execute(f"PRAGMA synchronous={self.synchronous}")
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.execute(SQL["journal-mode"])
+            conn.execute(SQL["journal-size-limit"])
+            conn.execute(fill(SQL["synchronous"], synchronous=self.synchronous))
+            conn.execute(SQL["busy-timeout"])
             _upgrade_tables(conn)
             schema = resources.files("celeriac.servers.sqlite").joinpath("sql/schema.sql").read_text()
             conn.executescript(schema)
@@ -180,11 +174,8 @@ def _purge_batch_in_transaction(conn: sqlite3.Connection, now: int) -> tuple[int
 def _purge_batch(conn: sqlite3.Connection, now: int) -> tuple[int, bool]:
     """Delete up to PURGE_BATCH expired rows of each table; return (deleted, whether more are left)."""
     deleted, more = 0, False
-    for table, key, expired in _EXPIRING:
-        count = conn.execute(
-            f"DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {expired} LIMIT ?)",
-            (now, PURGE_BATCH),
-        ).rowcount
+    for name in _EXPIRING:
+        count = conn.execute(SQL[name], (now, PURGE_BATCH)).rowcount
         deleted += count
         more = more or count >= PURGE_BATCH
     return deleted, more
@@ -192,29 +183,28 @@ def _purge_batch(conn: sqlite3.Connection, now: int) -> tuple[int, bool]:
 
 def _truncate_wal(conn: sqlite3.Connection) -> bool:
     """Checkpoint and truncate the WAL; give up at once (False) while other processes hold it."""
-    conn.execute(f"PRAGMA busy_timeout={CHECKPOINT_BUSY_MS}")
+    conn.execute(SQL["checkpoint-busy-timeout"])
     try:
-        busy = int(conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
+        busy = int(conn.execute(SQL["truncate-wal"]).fetchone()[0])
     except sqlite3.OperationalError:  # locked: the next pass tries again
         busy = 1
     finally:
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.execute(SQL["busy-timeout"])
     return busy == 0
 
 
-# Columns added after a table first shipped: (table, column, definition).
+# Columns added after a table first shipped: (table, column, the statement adding it in sql/upgrade.sql).
 _LATER_COLUMNS = [
-    ("celeriac_messages", "expired_count", "INTEGER NOT NULL DEFAULT 0"),
-    ("celeriac_dead_letters", "delivery_count", "INTEGER NOT NULL DEFAULT 0"),
-    ("celeriac_dead_letters", "priority", "INTEGER NOT NULL DEFAULT 0"),
-    ("celeriac_group_members", "expires_at_ms", "INTEGER"),
+    ("celeriac_messages", "expired_count", "add-messages-expired-count"),
+    ("celeriac_dead_letters", "delivery_count", "add-dead-letters-delivery-count"),
+    ("celeriac_dead_letters", "priority", "add-dead-letters-priority"),
+    ("celeriac_group_members", "expires_at_ms", "add-group-members-expires-at"),
 ]
-OLD_DEAD_LETTERS = "celeriac_dead_letters_v1"  # one row per task id: a second dead letter replaced the first
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> dict[str, int]:
     """A table's columns, each with its place in the primary key (0: not in it); {} if no such table."""
-    return {row[1]: row[5] for row in conn.execute(f"PRAGMA table_info({table})")}
+    return dict(conn.execute(SQL["table-columns"], (table,)))
 
 
 def _upgrade_tables(conn: sqlite3.Connection) -> None:
@@ -233,20 +223,18 @@ def _upgrade_tables(conn: sqlite3.Connection) -> None:
         return _columns(c, "celeriac_dead_letters").get("task_id", 0) > 0
 
     def apply(c: sqlite3.Connection) -> None:
-        for table, column, definition in _LATER_COLUMNS:
+        for table, column, add_column in _LATER_COLUMNS:
             columns = _columns(c, table)
             if columns and column not in columns:
-                c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                c.execute(SQL[add_column])
                 if table == "celeriac_group_members":
                     # Earlier builds kept members forever: each now goes with its result,
                     # and those whose result is gone already go now.
-                    c.execute("UPDATE celeriac_group_members SET expires_at_ms = (SELECT r.expires_at_ms"
-                              " FROM celeriac_results r WHERE r.task_id = member_id)")
-                    c.execute("DELETE FROM celeriac_group_members"
-                              " WHERE member_id NOT IN (SELECT task_id FROM celeriac_results)")
+                    c.execute(SQL["expire-group-members-with-their-results"])
+                    c.execute(SQL["drop-group-members-without-results"])
         if _columns(c, "celeriac_dead_letters").get("task_id", 0) > 0:
             # The schema creates the new table; _move_old_dead_letters moves the rows over.
-            c.execute(f"ALTER TABLE celeriac_dead_letters RENAME TO {OLD_DEAD_LETTERS}")
+            c.execute(SQL["rename-old-dead-letters"])
 
     if needed(conn):
         transaction(conn, lambda c: apply(c) if needed(c) else None)
@@ -258,12 +246,8 @@ def _move_old_dead_letters(conn: sqlite3.Connection) -> None:
     def apply(c: sqlite3.Connection) -> None:
         if not _columns(c, OLD_DEAD_LETTERS):
             return
-        c.execute(
-            "INSERT INTO celeriac_dead_letters (task_id, queue, body, reason, failed_at_ms, delivery_count, priority)"
-            " SELECT task_id, queue, body, reason, failed_at_ms, delivery_count, priority"
-            f" FROM {OLD_DEAD_LETTERS} ORDER BY failed_at_ms"
-        )
-        c.execute(f"DROP TABLE {OLD_DEAD_LETTERS}")
+        c.execute(SQL["move-old-dead-letters"])
+        c.execute(SQL["drop-old-dead-letters"])
 
     if _columns(conn, OLD_DEAD_LETTERS):
         transaction(conn, apply)
@@ -271,13 +255,13 @@ def _move_old_dead_letters(conn: sqlite3.Connection) -> None:
 
 def transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
     """Run ``fn`` in a write transaction taken up front, so it never upgrades and deadlocks."""
-    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(SQL["begin-immediate"])
     try:
         result = fn(conn)
     except BaseException:
-        conn.execute("ROLLBACK")
+        conn.execute(SQL["rollback"])
         raise
-    conn.execute("COMMIT")
+    conn.execute(SQL["commit"])
     return result
 
 
@@ -291,16 +275,7 @@ def write_records(
     refused = []
     for record in records:
         cursor = conn.execute(
-            "INSERT INTO celeriac_results (task_id, is_ready, fencing_token, record, expires_at_ms)"
-            " VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (task_id) DO UPDATE SET is_ready = excluded.is_ready,"
-            " fencing_token = excluded.fencing_token, record = excluded.record,"
-            " expires_at_ms = excluded.expires_at_ms"
-            # A stale token loses; with the same token a finished state is never replaced
-            # by an unfinished one (a late STARTED must not hide a SUCCESS).
-            " WHERE excluded.fencing_token > celeriac_results.fencing_token"
-            " OR (excluded.fencing_token = celeriac_results.fencing_token"
-            "     AND (excluded.is_ready OR NOT celeriac_results.is_ready))",
+            SQL["write-result"],  # fenced: a stale token, or a finished state replaced by an unfinished one, loses
             (record.task_id, record.state in READY_STATES, record.fencing_token,
              encode_record(record), expires_at),
         )

@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from ...message import GroupProgress, ResultRecord, decode_record, now_ms
+from ..queries import with_marks
 from ..waiting import wait_for_ready_record
 from .database import (
     SQLiteDatabase,
@@ -19,6 +20,7 @@ from .database import (
     transaction,
     write_records,
 )
+from .statements import SQL  # the named blocks of sql/results.sql
 
 MIN_POLL_S, MAX_POLL_S = 0.005, 0.25  # get() across processes: a bounded back-off
 
@@ -53,11 +55,8 @@ class SQLiteResultStore:
             found: list[bytes] = []
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
                 found += [r[0] for r in conn.execute(
-                    f"SELECT record FROM celeriac_results WHERE task_id IN ({marks})"
-                    " AND (expires_at_ms IS NULL OR expires_at_ms > ?)",
-                    (*chunk, now_ms()),
+                    with_marks(SQL["fetch-results"], len(chunk)), (*chunk, now_ms()),
                 )]
             return found
 
@@ -69,9 +68,7 @@ class SQLiteResultStore:
                                            timeout_s, (MIN_POLL_S, MAX_POLL_S))
 
     async def forget(self, task_id: str) -> None:
-        await self.db.run(
-            lambda conn: conn.execute("DELETE FROM celeriac_results WHERE task_id = ?", (task_id,))
-        )
+        await self.db.run(lambda conn: conn.execute(SQL["forget-result"], (task_id,)))
 
     async def record_group_member(
         self, group_id: str, member_id: str, total: int, record: ResultRecord
@@ -81,11 +78,7 @@ class SQLiteResultStore:
             before = _member_count(conn, group_id)
             # The row expires with the member's result (written just now, with the same expiry).
             expires = now_ms() + int(self.expires_s * 1000) if self.expires_s else None
-            conn.execute(
-                "INSERT INTO celeriac_group_members (group_id, member_id, expires_at_ms) VALUES (?, ?, ?)"
-                " ON CONFLICT (group_id, member_id) DO UPDATE SET expires_at_ms = excluded.expires_at_ms",
-                (group_id, member_id, expires),
-            )
+            conn.execute(SQL["add-group-member"], (group_id, member_id, expires))
             after = _member_count(conn, group_id)
             return GroupProgress(after, total, before < total <= after)
 
@@ -96,22 +89,13 @@ class SQLiteResultStore:
     async def save_group(self, group_id: str, member_ids: Sequence[str]) -> None:
         expires = now_ms() + int(self.expires_s * 1000) if self.expires_s else None
         await self.db.run(
-            lambda conn: conn.execute(
-                "INSERT OR REPLACE INTO celeriac_groups VALUES (?, ?, ?)",
-                (group_id, json.dumps(list(member_ids)), expires),
-            )
+            lambda conn: conn.execute(SQL["save-group"], (group_id, json.dumps(list(member_ids)), expires))
         )
 
     async def restore_group(self, group_id: str) -> list[str] | None:
-        row = await self.db.run(
-            lambda conn: conn.execute(
-                "SELECT member_ids FROM celeriac_groups WHERE group_id = ?", (group_id,)
-            ).fetchone()
-        )
+        row = await self.db.run(lambda conn: conn.execute(SQL["restore-group"], (group_id,)).fetchone())
         return None if row is None else list(json.loads(row[0]))
 
 
 def _member_count(conn: sqlite3.Connection, group_id: str) -> int:
-    return int(conn.execute(
-        "SELECT count(*) FROM celeriac_group_members WHERE group_id = ?", (group_id,)
-    ).fetchone()[0])
+    return int(conn.execute(SQL["count-group-members"], (group_id,)).fetchone()[0])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..._notify import wait_for_notice
 from ...exceptions import DuplicateTaskError
@@ -25,6 +25,7 @@ from ..contracts import (
     lost_record,
     max_deliveries_reason,
 )
+from ..queries import with_marks
 from .database import (
     SQLiteDatabase,
     notify_results,
@@ -33,10 +34,9 @@ from .database import (
     write_records,
 )
 
-# celeriac_messages.state. The statements below put the names in as literals (f-strings),
-# never as parameters: SQLite uses a partial index (schema.sql) only when the query's
-# WHERE names the same constant.
-QUEUED, RESERVED, SCHEDULED = 0, 1, 2
+# The statements: named blocks of sql/messages.sql, control.sql and admin.sql (statements.py).
+from .statements import QUEUED, SCHEDULED, SQL
+
 MESSAGES = "messages"
 MAX_IDLE_POLL_S = 0.1
 MIN_IDLE_POLL_S = 0.002
@@ -48,6 +48,10 @@ class SQLiteBroker:
         self.options = options or BrokerOptions()
         self.path = path_from_url(url)
         self.db = db or SQLiteDatabase(self.path)
+        # The broker's clock, for leases, etas, unique ids and rate buckets (skew_clock
+        # moves it on in tests); results expire by the database's own time.
+        self.clock_ms: Callable[[], int] = now_ms
+        self._skew_ms = 0
 
     async def connect(self) -> None:
         await self.db.open()
@@ -55,11 +59,16 @@ class SQLiteBroker:
     async def close(self) -> None:
         await self.db.close()
 
+    async def skew_clock(self, ms: int) -> None:
+        self._skew_ms += ms
+        skew = self._skew_ms
+        self.clock_ms = lambda: now_ms() + skew
+
     # --- publishing -------------------------------------------------------------------
 
     async def publish(self, messages: Sequence[OutgoingMessage], *, on_duplicate: str = "error") -> None:
         def insert(conn: sqlite3.Connection) -> None:
-            now = now_ms()
+            now = self.clock_ms()
             rows = []
             for msg in messages:
                 due = msg.eta_ms if msg.eta_ms is not None else now
@@ -72,23 +81,14 @@ class SQLiteBroker:
                 _refuse_duplicates(conn, [m.task_id for m in messages], now)
             elif unique:
                 remembered = {r[0] for r in conn.execute(
-                    f"SELECT task_id FROM celeriac_unique_ids WHERE task_id IN ({','.join('?' * len(unique))})"
-                    " AND remembered_until_ms > ?",
-                    [*(m.task_id for m in unique), now],
+                    with_marks(SQL["remembered-unique-ids"], len(unique)), [*(m.task_id for m in unique), now],
                 )}
                 rows = [row for row in rows if row[0] not in remembered]
             conn.executemany(
-                "INSERT INTO celeriac_unique_ids VALUES (?, ?) ON CONFLICT (task_id) DO UPDATE"
-                " SET remembered_until_ms = excluded.remembered_until_ms"
-                " WHERE celeriac_unique_ids.remembered_until_ms <= ?",
+                SQL["remember-unique-id"],
                 [(m.task_id, now + int(m.unique_for_s * 1000), now) for m in unique if m.unique_for_s],
             )
-            conn.executemany(
-                "INSERT OR IGNORE INTO celeriac_messages"
-                " (task_id, queue, body, priority, available_at_ms, state)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            conn.executemany(SQL["publish"], rows)
 
         await self.db.run(lambda conn: transaction(conn, insert))
         self.db.notifier.notify(MESSAGES)
@@ -118,12 +118,12 @@ class SQLiteBroker:
                         break
                     wait_s = min(poll_s, remaining)
                     if next_event_ms is not None:
-                        wait_s = min(wait_s, max(next_event_ms - now_ms(), 1) / 1000)
+                        wait_s = min(wait_s, max(next_event_ms - self.clock_ms(), 1) / 1000)
                     if await wait_for_notice(fut, wait_s):
                         poll_s = MIN_IDLE_POLL_S
                         break
                     poll_s = min(poll_s * 2, MAX_IDLE_POLL_S)
-                    if next_event_ms is not None and now_ms() >= next_event_ms:
+                    if next_event_ms is not None and self.clock_ms() >= next_event_ms:
                         break
                     if await self.db.run(_data_version) != version:
                         break
@@ -133,71 +133,39 @@ class SQLiteBroker:
     def _take(
         self, conn: sqlite3.Connection, queues: list[str], max_count: int, lease_ms: int, worker_id: str
     ) -> tuple[list[Delivery], int | None, int]:
-        now = now_ms()
-        marks = ",".join("?" * len(queues))
+        now = self.clock_ms()
         # A read-only look first: an idle worker must not take the write lock every poll.
-        has_work = conn.execute(
-            f"SELECT EXISTS (SELECT 1 FROM celeriac_messages WHERE state = {QUEUED} AND queue IN ({marks}))"
-            f" OR EXISTS (SELECT 1 FROM celeriac_messages WHERE state = {SCHEDULED} AND available_at_ms <= ?)"
-            f" OR EXISTS (SELECT 1 FROM celeriac_messages WHERE state = {RESERVED} AND lease_expires_at_ms <= ?)",
-            (*queues, now, now),
-        ).fetchone()[0]
+        has_work = conn.execute(with_marks(SQL["has-work"], len(queues)), (*queues, now, now)).fetchone()[0]
         taken: list[Delivery] = []
         if has_work:
-            taken = transaction(conn, lambda c: self._take_locked(c, queues, marks, max_count, lease_ms, worker_id))
-        next_event_ms = conn.execute(
-            f"SELECT min(t) FROM (SELECT min(available_at_ms) AS t FROM celeriac_messages WHERE state = {SCHEDULED}"
-            f" UNION ALL SELECT min(lease_expires_at_ms) FROM celeriac_messages WHERE state = {RESERVED})"
-        ).fetchone()[0]
+            taken = transaction(conn, lambda c: self._take_locked(c, queues, max_count, lease_ms, worker_id))
+        next_event_ms = conn.execute(SQL["next-event"]).fetchone()[0]
         return taken, next_event_ms, _data_version(conn)
 
     def _take_locked(
-        self, conn: sqlite3.Connection, queues: list[str], marks: str, max_count: int, lease_ms: int,
-        worker_id: str,
+        self, conn: sqlite3.Connection, queues: list[str], max_count: int, lease_ms: int, worker_id: str,
     ) -> list[Delivery]:
-        now = now_ms()
+        now = self.clock_ms()
         self._reclaim_expired(conn, now)
-        conn.execute(
-            f"UPDATE celeriac_messages SET state = {QUEUED} WHERE state = {SCHEDULED} AND available_at_ms <= ?", (now,)
-        )
+        conn.execute(SQL["queue-due-messages"], (now,))
         rows = conn.execute(
-            f"UPDATE celeriac_messages SET state = {RESERVED}, delivery_count = delivery_count + 1,"
-            " lease_expires_at_ms = ?, worker_id = ?"
-            " WHERE task_id IN (SELECT task_id FROM celeriac_messages"
-            f"  WHERE state = {QUEUED} AND queue IN ({marks})"
-            "  ORDER BY priority DESC, available_at_ms, rowid LIMIT ?)"
-            " RETURNING task_id, queue, body, delivery_count, priority, available_at_ms",
-            (now + lease_ms, worker_id, *queues, max_count),
+            with_marks(SQL["reserve"], len(queues)), (now + lease_ms, worker_id, *queues, max_count),
         ).fetchall()
         rows.sort(key=lambda r: (-r[4], r[5]))  # RETURNING has no defined order
         return [Delivery(r[0], r[1], r[2], r[3], now + lease_ms) for r in rows]
 
     def _reclaim_expired(self, conn: sqlite3.Connection, now: int) -> None:
         limit = self.options.max_deliveries
-        conn.execute(
-            "UPDATE celeriac_messages SET expired_count = expired_count + 1"
-            f" WHERE state = {RESERVED} AND lease_expires_at_ms <= ?",
-            (now,),
-        )
-        doomed = conn.execute(
-            f"DELETE FROM celeriac_messages WHERE state = {RESERVED} AND lease_expires_at_ms <= ?"
-            " AND expired_count >= ?"
-            " RETURNING task_id, queue, body, expired_count, delivery_count, priority",
-            (now, limit),
-        ).fetchall()
+        conn.execute(SQL["count-run-out-leases"], (now,))
+        doomed = conn.execute(SQL["take-past-max-deliveries"], (now, limit)).fetchall()
         conn.executemany(
-            "INSERT INTO celeriac_dead_letters"
-            " (task_id, queue, body, reason, failed_at_ms, delivery_count, priority) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            SQL["insert-dead-letter"],
             [(r[0], r[1], r[2], max_deliveries_reason(r[3], limit), now, r[4], r[5]) for r in doomed],
         )
         if doomed:
             write_records(conn, [lost_record(r[0], max_deliveries_reason(r[3], limit), r[4]) for r in doomed],
                           self.options.result_expires_s)
-        conn.execute(
-            f"UPDATE celeriac_messages SET state = {QUEUED}, worker_id = NULL, lease_expires_at_ms = NULL,"
-            f" available_at_ms = ? WHERE state = {RESERVED} AND lease_expires_at_ms <= ?",
-            (now, now),
-        )
+        conn.execute(SQL["reclaim-expired"], (now, now))
 
     # --- finishing ------------------------------------------------------------------
 
@@ -214,13 +182,8 @@ class SQLiteBroker:
         return await self.db.run(lambda conn: transaction(conn, apply))
 
     async def renew(self, deliveries: Sequence[Delivery], lease_ms: int) -> list[str]:
-        expires = now_ms() + lease_ms
-        lost = await self._fenced(
-            deliveries,
-            "UPDATE celeriac_messages SET lease_expires_at_ms = ?"
-            f" WHERE task_id = ? AND delivery_count = ? AND state = {RESERVED}",
-            (expires,),
-        )
+        expires = self.clock_ms() + lease_ms
+        lost = await self._fenced(deliveries, SQL["renew"], (expires,))
         for d in deliveries:
             d.lease_expires_at_ms = expires
         return lost
@@ -229,10 +192,7 @@ class SQLiteBroker:
         def apply(conn: sqlite3.Connection) -> list[str]:
             refused = []
             for d in deliveries:
-                cursor = conn.execute(
-                    f"DELETE FROM celeriac_messages WHERE task_id = ? AND delivery_count = ? AND state = {RESERVED}",
-                    (d.task_id, d.fencing_token),
-                )
+                cursor = conn.execute(SQL["ack"], (d.task_id, d.fencing_token))
                 if cursor.rowcount == 0:
                     refused.append(d.task_id)
             if results:
@@ -245,41 +205,25 @@ class SQLiteBroker:
         return refused
 
     async def release(self, deliveries: Sequence[Delivery]) -> list[str]:
-        # available_at 0 puts a released message ahead of everything of its priority.
-        refused = await self._fenced(
-            deliveries,
-            f"UPDATE celeriac_messages SET state = {QUEUED}, worker_id = NULL, lease_expires_at_ms = NULL,"
-            f" available_at_ms = 0 WHERE task_id = ? AND delivery_count = ? AND state = {RESERVED}",
-        )
+        refused = await self._fenced(deliveries, SQL["release"])  # to the head of its priority
         self.db.notifier.notify(MESSAGES)
         return refused
 
     async def retry(self, delivery: Delivery, body: bytes, eta_ms: int | None) -> bool:
-        now = now_ms()
+        now = self.clock_ms()
         due = eta_ms if eta_ms is not None else now
-        refused = await self._fenced(
-            [delivery],
-            "UPDATE celeriac_messages SET state = ?, body = ?, available_at_ms = ?, worker_id = NULL,"
-            " lease_expires_at_ms = NULL, expired_count = 0"
-            f" WHERE task_id = ? AND delivery_count = ? AND state = {RESERVED}",
-            (SCHEDULED if due > now else QUEUED, body, due),
-        )
+        refused = await self._fenced([delivery], SQL["retry"], (SCHEDULED if due > now else QUEUED, body, due))
         self.db.notifier.notify(MESSAGES)
         return not refused
 
     async def dead_letter(self, delivery: Delivery, reason: str) -> bool:
         def apply(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(
-                f"DELETE FROM celeriac_messages WHERE task_id = ? AND delivery_count = ? AND state = {RESERVED}"
-                " RETURNING queue, body, priority",
-                (delivery.task_id, delivery.fencing_token),
-            ).fetchone()
+            row = conn.execute(SQL["dead-letter"], (delivery.task_id, delivery.fencing_token)).fetchone()
             if row is None:
                 return False
             conn.execute(
-                "INSERT INTO celeriac_dead_letters"
-                " (task_id, queue, body, reason, failed_at_ms, delivery_count, priority) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (delivery.task_id, row[0], row[1], reason, now_ms(), delivery.fencing_token, row[2]),
+                SQL["insert-dead-letter"],
+                (delivery.task_id, row[0], row[1], reason, self.clock_ms(), delivery.fencing_token, row[2]),
             )
             return True
 
@@ -291,11 +235,8 @@ class SQLiteBroker:
         until = now_ms() + int(self.options.revoked_ttl_s * 1000)
 
         def apply(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM celeriac_revoked WHERE expires_at_ms < ?", (now_ms(),))
-            conn.executemany(
-                "INSERT OR REPLACE INTO celeriac_revoked VALUES (?, ?, ?)",
-                [(t, until, terminate) for t in task_ids],
-            )
+            conn.execute(SQL["forget-expired-revoked-ids"], (now_ms(),))
+            conn.executemany(SQL["revoke"], [(t, until, terminate) for t in task_ids])
 
         await self.db.run(lambda conn: transaction(conn, apply))
 
@@ -305,25 +246,13 @@ class SQLiteBroker:
         ids = list(task_ids)
 
         def query(conn: sqlite3.Connection) -> dict[str, bool]:
-            marks = ",".join("?" * len(ids))
-            rows = conn.execute(
-                f"SELECT task_id, terminate FROM celeriac_revoked WHERE task_id IN ({marks})"
-                " AND expires_at_ms > ?",
-                (*ids, now_ms()),
-            ).fetchall()
+            rows = conn.execute(with_marks(SQL["revoked-among"], len(ids)), (*ids, now_ms())).fetchall()
             return {r[0]: bool(r[1]) for r in rows}
 
         return await self.db.run(query)
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        rows = await self.db.run(
-            lambda conn: conn.execute(
-                "SELECT task_id, queue, body, reason, failed_at_ms, delivery_count, priority"
-                " FROM celeriac_dead_letters"
-                " ORDER BY id LIMIT ?",
-                (limit,),
-            ).fetchall()
-        )
+        rows = await self.db.run(lambda conn: conn.execute(SQL["list-dead-letters"], (limit,)).fetchall())
         return [DeadLetter(*r) for r in rows]
 
     async def requeue_dead_letters(self, task_ids: Sequence[str] | None = None) -> RequeueOutcome:
@@ -331,39 +260,26 @@ class SQLiteBroker:
             newest: dict[str, int] = {}  # task id -> the id of its newest dead letter
             if task_ids is None:
                 wanted = []
-                for task_id, entry in conn.execute(
-                    "SELECT task_id, max(id) FROM celeriac_dead_letters GROUP BY task_id ORDER BY min(id)"
-                ):
+                for task_id, entry in conn.execute(SQL["newest-dead-letter-of-every-id"]):
                     wanted.append(task_id)
                     newest[task_id] = entry
             else:
                 wanted = list(dict.fromkeys(task_ids))
                 for start in range(0, len(wanted), 500):
                     chunk = wanted[start : start + 500]
-                    newest.update(conn.execute(
-                        "SELECT task_id, max(id) FROM celeriac_dead_letters"
-                        f" WHERE task_id IN ({','.join('?' * len(chunk))}) GROUP BY task_id",
-                        chunk,
-                    ).fetchall())
+                    newest.update(conn.execute(with_marks(SQL["newest-dead-letter-of-ids"], len(chunk)),
+                                               chunk).fetchall())
             outcome = RequeueOutcome()
-            now = now_ms()
+            now = self.clock_ms()
             for task_id in wanted:
                 entry = newest.get(task_id)
                 if entry is None:
                     outcome.skipped[task_id] = SKIPPED_NOT_FOUND
-                elif conn.execute("SELECT 1 FROM celeriac_messages WHERE task_id = ?", (task_id,)).fetchone():
+                elif conn.execute(SQL["message-exists"], (task_id,)).fetchone():
                     outcome.skipped[task_id] = SKIPPED_PENDING
                 else:
-                    queue, body, count, priority = conn.execute(
-                        "DELETE FROM celeriac_dead_letters WHERE id = ?"
-                        " RETURNING queue, body, delivery_count, priority",
-                        (entry,),
-                    ).fetchone()
-                    conn.execute(
-                        "INSERT INTO celeriac_messages (task_id, queue, body, priority, available_at_ms, state,"
-                        " delivery_count) VALUES (?, ?, ?, ?, ?, 0, ?)",
-                        (task_id, queue, body, priority, now, count),
-                    )
+                    queue, body, count, priority = conn.execute(SQL["take-dead-letter"], (entry,)).fetchone()
+                    conn.execute(SQL["requeue"], (task_id, queue, body, priority, now, count))
                     outcome.requeued.append(task_id)
             return outcome
 
@@ -373,30 +289,22 @@ class SQLiteBroker:
         return outcome
 
     async def purge_dead_letters(self) -> int:
-        return await self.db.run(
-            lambda conn: conn.execute("DELETE FROM celeriac_dead_letters").rowcount
-        )
+        return await self.db.run(lambda conn: conn.execute(SQL["purge-dead-letters"]).rowcount)
 
     async def purge(self, queue: str) -> int:
-        return await self.db.run(
-            lambda conn: conn.execute(
-                f"DELETE FROM celeriac_messages WHERE queue = ? AND state IN ({QUEUED}, {SCHEDULED})", (queue,)
-            ).rowcount
-        )
+        return await self.db.run(lambda conn: conn.execute(SQL["purge-queue"], (queue,)).rowcount)
 
     async def take_rate_token(self, key: str, rate_per_s: float, capacity: float) -> float:
         def apply(conn: sqlite3.Connection) -> float:
-            now = now_ms()
-            row = conn.execute(
-                "SELECT tokens, updated_at_ms FROM celeriac_rate_buckets WHERE key = ?", (key,)
-            ).fetchone()
+            now = self.clock_ms()
+            row = conn.execute(SQL["rate-bucket"], (key,)).fetchone()
             tokens = capacity if row is None else min(capacity, row[0] + (now - row[1]) / 1000 * rate_per_s)
             wait_s = 0.0
             if tokens >= 1:
                 tokens -= 1
             else:
                 wait_s = (1 - tokens) / rate_per_s
-            conn.execute("INSERT OR REPLACE INTO celeriac_rate_buckets VALUES (?, ?, ?)", (key, tokens, now))
+            conn.execute(SQL["save-rate-bucket"], (key, tokens, now))
             return wait_s
 
         return await self.db.run(lambda conn: transaction(conn, apply))
@@ -407,9 +315,9 @@ class SQLiteBroker:
         cap = self.options.events_max
 
         def apply(conn: sqlite3.Connection) -> None:
-            cursor = conn.executemany("INSERT INTO celeriac_events (body) VALUES (?)", [(e,) for e in events])
-            last = conn.execute("SELECT max(id) FROM celeriac_events").fetchone()[0]
-            conn.execute("DELETE FROM celeriac_events WHERE id <= ?", (last - cap,))
+            cursor = conn.executemany(SQL["append-event"], [(e,) for e in events])
+            last = conn.execute(SQL["last-event-id"]).fetchone()[0]
+            conn.execute(SQL["drop-events-up-to"], (last - cap,))
             del cursor
 
         await self.db.run(lambda conn: transaction(conn, apply))
@@ -417,29 +325,20 @@ class SQLiteBroker:
     async def read_events(self, after: str | None = None, limit: int = 1000) -> list[tuple[str, bytes]]:
         def query(conn: sqlite3.Connection) -> list[tuple[str, bytes]]:
             if after is None:
-                rows = conn.execute(
-                    "SELECT id, body FROM (SELECT id, body FROM celeriac_events ORDER BY id DESC LIMIT ?)"
-                    " ORDER BY id", (limit,),
-                ).fetchall()
+                rows = conn.execute(SQL["newest-events"], (limit,)).fetchall()
             else:
-                rows = conn.execute(
-                    "SELECT id, body FROM celeriac_events WHERE id > ? ORDER BY id LIMIT ?", (int(after), limit)
-                ).fetchall()
+                rows = conn.execute(SQL["events-after"], (int(after), limit)).fetchall()
             return [(str(r[0]), r[1]) for r in rows]
 
         return await self.db.run(query)
 
     async def queue_depths(self) -> dict[str, int]:
-        rows = await self.db.run(
-            lambda conn: conn.execute(
-                f"SELECT queue, count(*) FROM celeriac_messages WHERE state IN ({QUEUED}, {SCHEDULED}) GROUP BY queue"
-            ).fetchall()
-        )
+        rows = await self.db.run(lambda conn: conn.execute(SQL["queue-depths"]).fetchall())
         return {r[0]: r[1] for r in rows}
 
 
 def _data_version(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+    return int(conn.execute(SQL["data-version"]).fetchone()[0])
 
 
 def _refuse_duplicates(conn: sqlite3.Connection, task_ids: list[str], now: int) -> None:
@@ -450,12 +349,8 @@ def _refuse_duplicates(conn: sqlite3.Connection, task_ids: list[str], now: int) 
         taken = [t for t in task_ids if t in seen or seen.add(t)]  # type: ignore[func-returns-value]
     for start in range(0, len(task_ids), 500):
         chunk = task_ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
         taken += [r[0] for r in conn.execute(
-            f"SELECT task_id FROM celeriac_messages WHERE task_id IN ({marks})"
-            f" UNION SELECT task_id FROM celeriac_unique_ids WHERE task_id IN ({marks})"
-            " AND remembered_until_ms > ?",
-            [*chunk, *chunk, now],
+            with_marks(SQL["pending-or-remembered-ids"], len(chunk)), [*chunk, *chunk, now],
         )]
     if taken:
         raise DuplicateTaskError.pending(taken[0])

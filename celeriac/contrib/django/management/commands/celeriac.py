@@ -15,6 +15,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from celeriac.cli import main
+from celeriac.contrib.django.discovery import has_app_module, project_app_path
+
 # celeriac's group options that take a value: a token after one of them is not the sub-command.
 _GROUP_OPTIONS_WITH_VALUE = frozenset({"-A", "--app", "-b", "--broker", "--workdir"})
 # Django's own global options, which manage.py has already applied.
@@ -48,9 +51,6 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django ships no type hints
 
 def forward(args: list[str], prog: str) -> int:
     """Run celeriac's click group with ``args``; return its exit code."""
-    from celeriac.cli import main
-    from celeriac.contrib.django.discovery import has_app_module, project_app_path
-
     if not names_app(args):
         # The project's own app module, else the app made from the settings (a project
         # that uses only Django's Tasks framework has no celery.py).
