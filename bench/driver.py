@@ -4,10 +4,10 @@ Each queue's client runs in a process of its own, so no two queue libraries shar
 interpreter (Dramatiq sets a global broker, arq needs an older redis-py) and the
 harness's own work never competes with the timed loop. The last stdout line is JSON.
 
-    python -m bench.driver PEER check
+    python -m bench.driver PEER check            the client connects (and makes its tables)
     python -m bench.driver PEER enqueue N        one send per call, timed
     python -m bench.driver PEER batch N          the batch API, timed, or {"na": ...}
-    python -m bench.driver PEER fill KIND N      untimed set-up for drain and I/O runs
+    python -m bench.driver PEER fill KIND N      untimed set-up for drain, I/O and CPU runs
     python -m bench.driver PEER ping TIMEOUT_S   a stamp task round trip: the worker is up
     python -m bench.driver PEER latency WARMUP SAMPLES
 """
@@ -23,9 +23,9 @@ from typing import Any
 
 import redis
 
-from .peers import PEERS
+from .peers import find
 from .peers.base import PeerClient
-from .peers.common import REDIS_URL, STAMPS_KEY
+from .peers.common import REDIS_URL, SERVER, STAMPS_KEY
 
 # Between latency samples: at least IDLE_GAP_S, so the previous task's ack and
 # bookkeeping are over and each sample meets an idle worker, plus a random part as long
@@ -37,7 +37,7 @@ DEPHASE_S = 0.5
 
 
 def make_client(peer_name: str) -> PeerClient:
-    peer = next(p for p in PEERS if p.name == peer_name)
+    peer = find(peer_name, SERVER)  # BENCH_SERVER: the harness says whose table this is
     module = importlib.import_module(peer.module)
     client: PeerClient = module.make_client(peer_name)
     return client
@@ -54,6 +54,9 @@ def run(peer_name: str, op: str, args: list[str]) -> dict[str, Any]:
     client = make_client(peer_name)
     try:
         if op == "check":
+            setup = getattr(client, "setup", None)
+            if setup is not None:  # a queue whose tables are made by a command of its own
+                setup()
             return {"ok": True}
         if op == "enqueue":
             n = int(args[0])

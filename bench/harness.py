@@ -1,5 +1,9 @@
 """Processes: workers started with their real CLIs, driver runs, the slow HTTP server.
 
+The queue under test (``use``) decides what ``flush`` empties besides the bench's Redis
+database: on PostgreSQL every table of that queue's own schema (``TRUNCATE``; a schema
+per queue, in one database), on SQLite that queue's own file.
+
 Every worker starts in a session of its own, so stopping it signals its whole process
 group (prefork children, Dramatiq's and taskiq's worker processes) and nothing survives
 a run. ``Harness.close()`` (also run at exit) stops whatever is still alive.
@@ -24,7 +28,7 @@ import httpx
 import psutil
 import redis
 
-from .peers import Peer, RunMode
+from .peers import Peer, RunMode, common
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_S = 15.0
@@ -74,6 +78,9 @@ class Harness:
     http_url: str = ""
     workers: list[Worker] = field(default_factory=list)
     _server: subprocess.Popen[bytes] | None = None
+    pg_url: str = common.PG_URL
+    sqlite_dir: Path = common.SQLITE_DIR
+    peer: Peer | None = None  # the queue under test: flush() empties its storage too
 
     def __post_init__(self) -> None:
         self.store = redis.Redis.from_url(self.redis_url)
@@ -87,8 +94,50 @@ class Harness:
     # --- Redis ---------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Empty the bench's own database (never another one) between runs."""
+        """Empty the bench's own database (never another one) between runs, and the queue's."""
         self.store.flushdb()
+        if self.peer is not None and self.peer.server == "postgres":
+            self._truncate_schema(common.pg_schema(self.peer.family))
+        elif self.peer is not None and self.peer.server == "sqlite":
+            path = self.sqlite_dir / common.sqlite_path(self.peer.family).name
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with contextlib.suppress(FileNotFoundError):
+                    Path(f"{path}{suffix}").unlink()
+
+    def use(self, peer: Peer) -> None:
+        """Make ``peer`` the queue under test: its schema or directory exists, and is empty."""
+        import psycopg
+
+        self.peer = peer
+        try:
+            if peer.server == "postgres":
+                with self._pg() as conn:
+                    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {common.pg_schema(peer.family)}")
+            elif peer.server == "sqlite":
+                self.sqlite_dir.mkdir(parents=True, exist_ok=True)
+            self.flush()
+        except psycopg.Error as exc:
+            raise BenchFailure(f"failed: PostgreSQL at {self.pg_url}: {str(exc).strip()[:160]}") from exc
+
+    # Tables a queue reads its schema's version from: emptying them would make it install again.
+    KEEP_TABLES = frozenset({"migrations"})
+
+    def _pg(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.pg_url, autocommit=True, connect_timeout=10)
+
+    def _truncate_schema(self, schema: str) -> None:
+        with self._pg() as conn:
+            tables = [row[0] for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s", [schema]).fetchall()
+                      if row[0] not in self.KEEP_TABLES]
+            if tables:
+                conn.execute("TRUNCATE " + ", ".join(f"{schema}.{t}" for t in tables) + " RESTART IDENTITY CASCADE")
+
+    def pg_version(self) -> str:
+        with self._pg() as conn:
+            return str(conn.execute("SHOW server_version").fetchone()[0])
 
     def done_count(self) -> int:
         return int(self.store.get("bench:done") or 0)
@@ -103,6 +152,9 @@ class Harness:
         env.update(peer.env(mode))
         env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         env["BENCH_REDIS_URL"] = self.redis_url
+        env["BENCH_SERVER"] = peer.server
+        env["BENCH_PG_URL"] = self.pg_url
+        env["BENCH_SQLITE_DIR"] = str(self.sqlite_dir)
         env["BENCH_HTTP_URL"] = self.http_url
         env["PYTHONUNBUFFERED"] = "1"
         return env
@@ -145,7 +197,8 @@ class Harness:
 
     def start_worker(self, peer: Peer, mode: RunMode, label: str) -> Worker:
         argv = peer.argv(mode)
-        log_path = self.log_dir / f"{peer.name}-{label}.log"
+        prefix = "" if peer.server == "redis" else f"{peer.server}-"
+        log_path = self.log_dir / f"{prefix}{peer.name}-{label}.log"
         log = log_path.open("wb")
         started_at = time.perf_counter()
         process = subprocess.Popen(argv, cwd=REPO_ROOT, env=self.env_for(peer, mode), stdin=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""The six measurements, each taken the same way for every queue.
+"""The seven measurements, each taken the same way for every queue.
 
 Timed spans, and why they start where they do:
 
@@ -12,6 +12,9 @@ drain     N no-op tasks are queued first, with no worker running; the clock star
           (one INCR per task, the same for every queue) reaches N, so start-up counts.
           The steady rate (first completion to last) is recorded as a detail.
 io        the same, with 1,000 tasks that each GET a server answering after 100 ms.
+cpu       the same, with 2,000 tasks that each spend 5 ms of their thread's CPU time in
+          pure Python (holding the GIL) before the INCR: one process drains at most
+          ~200/s whatever its pool, so only worker processes add throughput.
 latency   an idle worker, ready (a task round trip), then one task at a time, 20 to
           520 ms apart (random, the same for every queue): the driver notes time.time()
           before the send, the task notes it first thing.
@@ -43,13 +46,14 @@ METRICS: tuple[Metric, ...] = (
     Metric("batch", "batch enqueue", "tasks/s", True),
     Metric("drain", "no-op drain", "tasks/s", True),
     Metric("io", "I/O makespan", "s", False),
+    Metric("cpu", "CPU-bound drain", "tasks/s", True),
     Metric("latency_p50", "latency p50", "ms", False),
     Metric("latency_p99", "latency p99", "ms", False),
     Metric("rss", "worker peak RSS", "MB", False),
 )
 METRIC_BY_KEY = {m.key: m for m in METRICS}
 # What --metrics accepts, and the runs each needs (latency is one run, two columns).
-SELECTABLE = ("enqueue", "batch", "drain", "io", "latency", "rss")
+SELECTABLE = ("enqueue", "batch", "drain", "io", "cpu", "latency", "rss")
 
 
 @dataclass(frozen=True)
@@ -58,12 +62,13 @@ class Sizes:
     batch: int
     drain: int
     io: int
+    cpu: int
     latency_warmup: int
     latency_samples: int
 
 
-FULL = Sizes(enqueue=5000, batch=5000, drain=20_000, io=1000, latency_warmup=20, latency_samples=200)
-QUICK = Sizes(enqueue=300, batch=300, drain=1000, io=100, latency_warmup=5, latency_samples=20)
+FULL = Sizes(enqueue=5000, batch=5000, drain=20_000, io=1000, cpu=2000, latency_warmup=20, latency_samples=200)
+QUICK = Sizes(enqueue=300, batch=300, drain=1000, io=100, cpu=200, latency_warmup=5, latency_samples=20)
 
 
 @dataclass
@@ -172,6 +177,14 @@ def measure_io(harness: Harness, peer: Peer, sizes: Sizes) -> Outcome:
     return Outcome(run.seconds, details={"n": sizes.io, "steady_s": run.steady_seconds, "errors": run.errors})
 
 
+def measure_cpu(harness: Harness, peer: Peer, sizes: Sizes) -> Outcome:
+    run = run_to_completion(harness, peer, "cpu", sizes.cpu, stall_s=120)
+    return Outcome(sizes.cpu / run.seconds, details={
+        "n": sizes.cpu, "seconds": run.seconds, "steady_rate": sizes.cpu / run.steady_seconds,
+        "startup_s": run.seconds - run.steady_seconds,
+    })
+
+
 def measure_io_floor(harness: Harness, sizes: Sizes) -> float | None:
     """N concurrent GETs from one process, no queue: what the HTTP client alone costs."""
     import json
@@ -221,6 +234,8 @@ def steps_for(selected: list[str]) -> list[Step]:
         steps.append(("drain", lambda h, p, s: dict(zip(("drain", "rss"), measure_drain(h, p, s), strict=True))))
     if "io" in selected:
         steps.append(("io", lambda h, p, s: {"io": measure_io(h, p, s)}))
+    if "cpu" in selected:
+        steps.append(("cpu", lambda h, p, s: {"cpu": measure_cpu(h, p, s)}))
     return steps
 
 

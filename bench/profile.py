@@ -1,9 +1,9 @@
 """Where a celeriac worker's time goes during the no-op drain: py-spy, summarised.
 
-``python -m bench --profile`` queues the drain's tasks, starts the default worker under
+``python -m bench --profile [--server redis|postgres|sqlite]`` queues the drain's tasks, starts the default worker under
 ``py-spy record`` (sampling, so the worker runs unmodified), stops it once all tasks are
 done, and writes the heaviest functions by own time and by inclusive time, and own time
-by package, to ``bench/results/profile-drain.txt``. py-spy leaves out idle samples (a
+by package, to ``bench/results/profile-drain.txt`` (``profile-drain-postgres.txt``, ...). py-spy leaves out idle samples (a
 thread waiting in epoll or a lock), so the percentages are of busy time.
 """
 
@@ -18,16 +18,16 @@ from pathlib import Path
 
 from .harness import REPO_ROOT, BenchFailure, Harness
 from .metrics import Sizes, watch_until_done
-from .peers import BIN, PEERS
+from .peers import BIN, Server, find
 
 SAMPLE_RATE_HZ = 250
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^():]*)(?::\d+)?\)$")
 
 
-def profile_drain(harness: Harness, sizes: Sizes, out_path: Path) -> Path:
-    peer = next(p for p in PEERS if p.name == "celeriac")
+def profile_drain(harness: Harness, sizes: Sizes, out_path: Path, server: Server = "redis") -> Path:
+    peer = find("celeriac", server)
     raw_path = out_path.with_suffix(".raw")
-    harness.flush()
+    harness.use(peer)
     harness.driver(peer, "fill", "noop", str(sizes.drain), timeout_s=900)
     worker = harness.start_worker(peer, "default", "profile")
     spy: subprocess.Popen[bytes] | None = None
@@ -53,7 +53,7 @@ def profile_drain(harness: Harness, sizes: Sizes, out_path: Path) -> Path:
         harness.flush()
     if not raw_path.exists():
         raise BenchFailure(f"failed: py-spy wrote no profile: {spy_errors.decode(errors='replace')[-200:]}")
-    header = (f"celeriac worker (defaults: -c 100, async no-op tasks, results off) draining "
+    header = (f"celeriac worker on {server} (defaults: -c 100, async no-op tasks, results off) draining "
               f"{sizes.drain:,} queued tasks: {run.seconds:.2f} s from spawn, "
               f"{sizes.drain / run.seconds:,.0f} tasks/s; {sizes.drain / run.steady_seconds:,.0f}/s from the "
               f"first completion. py-spy attached at the first completion and sampled {profiled_s:.2f} s "

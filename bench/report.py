@@ -29,13 +29,51 @@ CAVEATS = """\
   count twice (Celery prefork, Dramatiq, taskiq would be lower by PSS).
 - At their default INFO level arq, streaQ and taskiq log two lines per task (to a file
   here); Celery (WARNING), Dramatiq and celeriac log nothing per task by default.
-- celeriac runs one process; Celery prefork, Dramatiq and taskiq run two by default.
-  The machine has 2 cores, shared with Redis, the harness and (I/O run) the HTTP server.
+- celeriac runs one process by default; Celery prefork, Dramatiq and taskiq run two.
+  celeriac-processes (`--processes 2`) and celeriac-prefork (`-P prefork`, two children)
+  are the two-process rows. The machine has 2 cores, shared with Redis, the harness and
+  (I/O run) the HTTP server.
+- The CPU-bound drain's tasks hold the GIL for 5 ms each: a thread pool or an event loop
+  runs one at a time (at most ~200/s per process), so only processes help.
 - Every task INCRs one Redis counter (same cost for every queue), so a "no-op" here is
   one Redis round trip, not zero work.
 - arq pins redis-py < 6, so it runs from its own `pip --target` directory with
   redis-py 5; everything else shares the venv's redis-py.
 """
+
+
+SERVER_TITLES = {"redis": "Redis", "postgres": "PostgreSQL", "sqlite": "SQLite"}
+
+POSTGRES_CAVEATS = """\
+- Every queue uses the same PostgreSQL database, each in a schema of its own, emptied
+  (TRUNCATE) before and after each run; every task still INCRs one Redis counter (the
+  same cost for every queue), so a "no-op" is one Redis round trip plus the queue's own
+  PostgreSQL work.
+- Drain and I/O clocks start when the worker process is spawned, so start-up counts; the
+  rate from first to last completion is in Details.
+- procrastinate runs one job at a time by default (`concurrency=1`); PgQueuer dequeues
+  10 jobs per query by default with no concurrency cap. Both wake on LISTEN/NOTIFY.
+- Celery's kombu SQLAlchemy transport has no LISTEN: an idle worker polls every second,
+  so its latency is its poll interval. It fetches one message per query and keeps
+  delivered rows (visible = false) in its table.
+- procrastinate keeps finished jobs as rows (status succeeded) and PgQueuer moves them to
+  its log table, both their defaults; celeriac deletes a message when it is acknowledged.
+- PostgreSQL runs on the same 2 cores as the workers, the producer and the harness.
+- procrastinate, PgQueuer and SQLAlchemy run from their own `pip --target` directories
+  (their dependencies may pin versions the venv does not have).
+"""
+
+SQLITE_CAVEATS = """\
+- celeriac and Huey each use one SQLite file of their own (WAL), deleted before and after
+  each run; every task still INCRs one Redis counter (the same cost for every queue).
+- Huey's consumer polls: every 0.1 s, backing off by 1.15x to 10 s while the queue is
+  empty, so its idle latency is its poll interval. celeriac's SQLite broker wakes a
+  worker at once for a message published by the same process and otherwise polls briefly.
+- Huey has no batch enqueue: `task.map()` is one INSERT and commit per task.
+- Huey runs one worker thread by default; celeriac runs `-c 100` by default.
+"""
+
+SERVER_CAVEATS = {"postgres": POSTGRES_CAVEATS, "sqlite": SQLITE_CAVEATS}
 
 
 @dataclass
@@ -51,6 +89,8 @@ class RunInfo:
     io_floor_s: float | None = None  # the I/O run's GETs from one process, no queue
     http_client: str = "curl_cffi"  # httpx only in a diagnostic run
     http_shards: int = 256  # httpcore pools per httpx client
+    server: str = "redis"  # the table's server: redis, postgres or sqlite
+    server_description: str = ""  # the PostgreSQL or SQLite line of the report
 
 
 def format_value(metric: Metric, value: float) -> str:
@@ -94,8 +134,8 @@ def short_header(metric: Metric) -> str:
     return f"{metric.title}\n{metric.unit} {'↑' if metric.higher_is_better else '↓'}"
 
 
-def rich_table(peers: list[Peer], keys: list[str], results: dict[str, Results]) -> Table:
-    table = Table(title="celeriac vs peers: figure (peer / celeriac)", show_lines=True,
+def rich_table(peers: list[Peer], keys: list[str], results: dict[str, Results], title: str = "Redis") -> Table:
+    table = Table(title=f"celeriac vs peers on {title}: figure (peer / celeriac)", show_lines=True,
                   caption="↑ higher is better, ↓ lower is better")
     table.add_column("queue", style="bold", no_wrap=True)
     for key in keys:
@@ -107,11 +147,15 @@ def rich_table(peers: list[Peer], keys: list[str], results: dict[str, Results]) 
 
 def markdown(peers: list[Peer], keys: list[str], results: dict[str, Results], info: RunInfo,
              method: str) -> str:
+    server_title = SERVER_TITLES.get(info.server, info.server)
     lines = [
-        "# celeriac benchmark: latest run", "",
+        f"# celeriac benchmark on {server_title}: latest run", "",
         f"- date: {info.date}",
         f"- machine: {info.machine}",
-        f"- Redis: {info.redis_version} at {info.redis_url} (one server, one database, flushed between runs)",
+        *([f"- {server_title}: {info.server_description}"] if info.server_description else []),
+        f"- Redis: {info.redis_version} at {info.redis_url} (one server, one database, flushed between runs)"
+        + ("" if info.server == "redis" else "; here it only counts completions and latency stamps, "
+           "the same INCR or RPUSH from every queue's tasks"),
         f"- command: `{info.command}`",
         (f"- HTTP client: httpx, no pool limit, connections spread over {info.http_shards} httpcore pool(s)"
          if info.http_client == "httpx" else
@@ -145,7 +189,7 @@ def markdown(peers: list[Peer], keys: list[str], results: dict[str, Results], in
             if outcome is not None and outcome.details:
                 figures = ", ".join(f"{k}={_short(v)}" for k, v in outcome.details.items())
                 lines.append(f"- {peer.name} {key}: {figures}")
-    lines += ["", "## Caveats", "", CAVEATS.strip()]
+    lines += ["", "## Caveats", "", SERVER_CAVEATS.get(info.server, CAVEATS).strip()]
     lines += ["", "## Method", "", "```", method.strip(), "```", ""]
     return "\n".join(lines)
 
@@ -154,7 +198,8 @@ def _short(value: Any) -> str:
     return f"{value:,.3f}" if isinstance(value, float) else str(value)
 
 
-def chart(peers: list[Peer], keys: list[str], results: dict[str, Results], path: Path) -> None:
+def chart(peers: list[Peer], keys: list[str], results: dict[str, Results], path: Path,
+          title: str = "Redis") -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # no display here; must precede pyplot
@@ -189,7 +234,7 @@ def chart(peers: list[Peer], keys: list[str], results: dict[str, Results], path:
             ax.margins(x=0.25)
     for index in range(len(keys), rows * columns):
         axes[index // columns][index % columns].axis("off")
-    fig.suptitle("celeriac vs peers on one Redis (orange: celeriac)")
+    fig.suptitle(f"celeriac vs peers on one {title} (orange: celeriac)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import logging
 import os
@@ -12,18 +13,23 @@ import weakref
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
-from . import _state
+import msgspec
+
+from . import _state, signals
 from ._bridge import run_sync
+from .backend import ResultBackend
 from .builtins import builtin_tasks
 from .canvas import Signature
 from .config import ResolvedSettings, Settings
 from .control import Control
 from .exceptions import ConfigurationError, NotRegistered
+from .message import decode_envelope
 from .publish import build_message
 from .result import AsyncResult
 from .servers import BrokerOptions, Clients, OutgoingMessage, ResultStore, can_store_results, open_clients
 from .signals import Signal
-from .task import Task, make_task
+from .task import Task, class_task_name, make_task
+from .task import Task as BaseTask  # inside Celery, where Task is the app's task class
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -43,9 +49,16 @@ class Celery:
         include: Iterable[str] | None = None,
         config_source: Any = None,
         set_as_current: bool = True,
+        task_cls: type[BaseTask[Any, Any]] | str | None = None,
+        strict_typing: bool = True,
         **settings: Any,
     ) -> None:
         self.main = main
+        # The class @app.task makes tasks from (a class or "module:Class"), as Celery's task_cls.
+        self.task_cls: type[BaseTask[Any, Any]] | str = task_cls or BaseTask
+        self.strict_typing = strict_typing  # the default of each task's ``typing``
+        self._task_base: type[BaseTask[Any, Any]] | None = None
+        self._backend: ResultBackend | None = None
         self._settings = Settings()
         # Sources are read when a setting is first needed, as Celery does: proj/celery.py
         # names "django.conf:settings" before Django has configured them.
@@ -60,7 +73,7 @@ class Celery:
         if config_source is not None:
             self._pending_config.append((config_source, None))
         self._settings.update(self._constructor_settings)
-        self.tasks: dict[str, Task[Any, Any]] = {}
+        self.tasks: TaskRegistry = TaskRegistry()
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Clients] = (
             weakref.WeakKeyDictionary()
         )
@@ -131,6 +144,7 @@ class Celery:
             self.autodiscover_tasks(related_name=related_name, force=True)
 
     def import_default_modules(self) -> None:
+        signals.import_modules.send(sender=self)
         self.run_pending_discovery()
         for name in [*self.settings.imports, *self.settings.include]:
             importlib.import_module(name)
@@ -179,10 +193,10 @@ class Celery:
     # --- tasks ----------------------------------------------------------------------
 
     @overload
-    def task(self, fun: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+    def task(self, fun: Callable[P, Coroutine[Any, Any, R]], /) -> BaseTask[P, R]: ...
 
     @overload
-    def task(self, fun: Callable[P, R], /) -> Task[P, R]: ...
+    def task(self, fun: Callable[P, R], /) -> BaseTask[P, R]: ...
 
     @overload
     def task(self, *, bind: Literal[False] = ..., **options: Any) -> _TaskDecorator: ...
@@ -199,10 +213,53 @@ class Celery:
             return make_task(fun, self, options)
         return lambda f: make_task(f, self, options)
 
-    def register(self, task: Task[Any, Any]) -> None:
+    def register(self, task: BaseTask[Any, Any]) -> None:
         self.tasks[task.name] = task
 
-    def get_task(self, name: str) -> Task[Any, Any]:
+    @property
+    def Task(self) -> type[BaseTask[Any, Any]]:  # Celery's name
+        """The base class of this app's tasks: ``task_cls`` bound to this app.
+
+        Subclass it for behaviour every task shares (``class Base(app.Task): def on_failure(...)``)
+        and pass ``base=Base``, or for a class-based task registered with ``register_task``.
+        """
+        if self._task_base is None:
+            base = self.task_cls
+            if isinstance(base, str):
+                base = _symbol_by_name(base)
+            if not (isinstance(base, type) and issubclass(base, BaseTask)):
+                raise ConfigurationError(f"task_cls={self.task_cls!r} is not a Task subclass")
+            self._task_base = type("Task", (base,), {"_app": self, "__module__": base.__module__,
+                                                     "__qualname__": base.__qualname__, "abstract": True})
+        return self._task_base
+
+    def register_task(self, task: BaseTask[Any, Any] | type[BaseTask[Any, Any]], **options: Any) -> BaseTask[Any, Any]:
+        """Register a class-based task (an instance, or its class): ``app.register_task(MyTask())``.
+
+        A task without a ``name`` is named ``module.ClassName``; one bound to no app is bound
+        to this one. Returns the registered instance.
+        """
+        if isinstance(task, type):
+            task = task()
+        if not task.name:
+            type(task).name = class_task_name(type(task), self)
+        if task._app is None:
+            task._app = self
+        for key, value in options.items():
+            setattr(task, key, value)
+        if "__name__" not in vars(task):
+            task.__name__ = type(task).__name__  # type: ignore[attr-defined]
+        self.register(task)
+        return task
+
+    @property
+    def backend(self) -> ResultBackend:
+        """The result store with Celery's backend methods (``get_task_meta``, ``store_result`` ...)."""
+        if self._backend is None:
+            self._backend = ResultBackend(self)
+        return self._backend
+
+    def get_task(self, name: str) -> BaseTask[Any, Any]:
         task = self.tasks.get(name) or _state.shared_tasks.get(name)
         if task is None and name.startswith("celery."):
             for builtin in builtin_tasks(self).values():
@@ -295,11 +352,105 @@ class Celery:
         return result
 
     async def publish(self, messages: list[OutgoingMessage], on_duplicate: str = "error") -> None:
-        broker = (await self.clients()).broker
-        await broker.publish(messages, on_duplicate=on_duplicate)
+        """Publish, sending ``before_task_publish`` and ``after_task_publish`` when they have receivers."""
+        if signals.before_task_publish.has_receivers:
+            messages = [_before_publish(m) for m in messages]
+        clients = await self.clients()
+        await clients.broker.publish(messages, on_duplicate=on_duplicate)
+        if self.settings.task_send_sent_event:  # one more call per send, as Celery's sent event is
+            await _emit_sent(clients, messages)
+        if signals.after_task_publish.has_receivers:
+            for message in messages:
+                _after_publish(message)
 
     def AsyncResult(self, id: str, **kwargs: Any) -> AsyncResult[Any]:
         return AsyncResult(id, app=self, **kwargs)
+
+
+async def _emit_sent(clients: Clients, messages: list[OutgoingMessage]) -> None:
+    """``task-sent`` events for what was just published; a failure to write them is logged, never raised
+    (the messages are stored: events are a view for people)."""
+    from .events import sent_events
+    from .ops import client_name
+
+    try:
+        await clients.control.emit_events(sent_events(messages, client_name()))
+    except Exception as exc:
+        logging.getLogger("celeriac").debug("task-sent events not written: %s", exc)
+
+
+class TaskRegistry(dict[str, Task[Any, Any]]):
+    """``app.tasks``: tasks by name, with Celery's ``register``/``unregister``."""
+
+    def register(self, task: Task[Any, Any] | type[Task[Any, Any]]) -> Task[Any, Any]:
+        instance = task() if isinstance(task, type) else task
+        self[instance.name] = instance
+        return instance
+
+    def unregister(self, name: str | Task[Any, Any]) -> None:
+        key = name if isinstance(name, str) else name.name
+        try:
+            del self[key]
+        except KeyError:
+            raise NotRegistered(f"task {key!r} is not registered") from None
+
+    def regular(self) -> dict[str, Task[Any, Any]]:
+        return dict(self)
+
+
+def _symbol_by_name(path: str) -> Any:
+    """``"package.module:Name"`` (or ``"package.module.Name"``) imported."""
+    module_name, sep, attribute = path.partition(":")
+    if not sep:
+        module_name, _, attribute = path.rpartition(".")
+    target: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    return target
+
+
+# --- the publish signals --------------------------------------------------------------
+
+_MESSAGE_FIELDS = {"task": "task", "id": "id", "root_id": "root_id", "parent_id": "parent_id", "group": "group_id",
+                   "group_index": "group_index", "retries": "retries", "eta": "eta_ms", "expires": "expires_ms",
+                   "shadow": "shadow", "ignore_result": "ignore_result"}
+
+
+def _signal_arguments(message: OutgoingMessage) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(the raw message, Celery's ``headers`` view of it, Celery's ``body``) for the publish signals."""
+    raw: dict[str, Any] = msgspec.json.decode(message.body)
+    envelope = decode_envelope(message.body, frozenset({"json", "pickle"}))
+    fields = {name: getattr(envelope, attribute) for name, attribute in _MESSAGE_FIELDS.items()}
+    fields.update(timelimit=[envelope.time_limit, envelope.soft_time_limit], lang="py")
+    headers = {**(raw.get("headers") or {}), **fields}
+    body = {"args": envelope.args, "kwargs": envelope.kwargs,
+            "embed": {"callbacks": envelope.link or None, "errbacks": envelope.link_error or None,
+                      "chain": envelope.chain or None, "chord": envelope.chord}}
+    return raw, headers, body
+
+
+def _before_publish(message: OutgoingMessage) -> OutgoingMessage:
+    """Send ``before_task_publish``; headers a receiver adds, changes or removes go into the message."""
+    raw, headers, body = _signal_arguments(message)
+    own = dict(raw.get("headers") or {})
+    signals.before_task_publish.send(
+        sender=raw["task"], body=(body["args"], body["kwargs"], body["embed"]), exchange="",
+        routing_key=message.queue, headers=headers, properties=dict(own.get("properties") or {}),
+        declare=[], retry_policy=None)
+    # The message's own fields are not headers here: changing them in the view changes nothing.
+    changed = {k: v for k, v in headers.items() if (k not in _MESSAGE_FIELDS and k not in ("timelimit", "lang"))
+               or k in own}
+    if changed == own:
+        return message
+    raw["headers"] = changed
+    return dataclasses.replace(message, body=msgspec.json.encode(raw))
+
+
+def _after_publish(message: OutgoingMessage) -> None:
+    raw, headers, body = _signal_arguments(message)
+    signals.after_task_publish.send(sender=raw["task"], headers=headers,
+                                    body=(body["args"], body["kwargs"], body["embed"]), exchange="",
+                                    routing_key=message.queue)
 
 
 async def close_clients_of(loop: asyncio.AbstractEventLoop) -> None:

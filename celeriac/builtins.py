@@ -1,7 +1,11 @@
-"""Tasks every app has, under Celery's names: ``celery.map`` and ``celery.starmap``.
+"""Tasks every app has, under Celery's names: ``celery.map``, ``celery.starmap`` and
+``celery.accumulate``.
 
-They run a task's function here, in the worker, over a list of arguments: what
-``task.map()``, ``task.starmap()`` and ``task.chunks()`` send.
+The first two run a task's function here, in the worker, over a list of arguments: what
+``task.map()``, ``task.starmap()`` and ``task.chunks()`` send. ``celery.accumulate``
+returns its arguments; the canvas uses it as the body that turns a group whose
+completion counts as one step (the last step of a chain in a chord's header, a chord's
+group body inside another chord) into one result: the list of the group's results.
 """
 
 from __future__ import annotations
@@ -36,7 +40,11 @@ def builtin_tasks(app: Celery) -> dict[str, Task[Any, Any]]:
     async def xstarmap(task: dict[str, Any], it: list[Any]) -> list[Any]:
         return await call_each(task, it, star=True)
 
+    def accumulate(*args: Any, index: int | None = None) -> Any:
+        return args[index] if index is not None else list(args)
+
     return {
         "celery.map": Task(xmap, app, {"name": "celery.map"}),
         "celery.starmap": Task(xstarmap, app, {"name": "celery.starmap"}),
+        "celery.accumulate": Task(accumulate, app, {"name": "celery.accumulate", "typing": False}),
     }

@@ -1,23 +1,53 @@
-"""Signatures: a task call packaged to be sent later, as plain JSON-able dicts. No I/O here."""
+"""Signatures: a task call packaged to be sent later, as plain JSON-able dicts. No I/O here.
+
+A canvas (chain, group, chord) is compiled into messages by ``prepare()``: every task id
+is fixed first (``freeze()``), then each message carries what follows it (a chain's next
+steps, a chord's counting information, callbacks and errbacks), so a worker needs nothing
+but the message to send the rest. The rules, as in Celery:
+
+- a chain's callbacks (``link``) go to its last step, its errbacks (``link_error``) to
+  every step; nested chains are spliced in keeping theirs; a group of one task in a chain
+  is that task; a group followed by anything becomes a chord (its body the next step);
+- a group's callbacks go to its first member, made immutable (it cannot pass the group's
+  results on), its errbacks to every member; nested groups are flattened;
+- a chord's callbacks and errbacks go to its body (errbacks to the header's members too
+  with ``task_allow_error_cb_on_chord_header``); a chord's header may hold chains, groups
+  (flattened into it) and chords (counted by their body);
+- a group whose completion counts as one step (the last step of a chain in a chord's
+  header, a chord's group body inside another chord) becomes a chord whose body,
+  ``celery.accumulate`` under the group's id, returns the list of the group's results.
+
+``send`` (``apply_async``) works on a copy, so one canvas can be sent twice, and a
+signature object repeated in a canvas gets an id per place.
+"""
 
 from __future__ import annotations
 
 import copy
+import inspect
 import itertools
+import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import _state
 from ._bridge import run_sync
-from .exceptions import NotRegistered
+from .context import Request
+from .exceptions import ChordError, NotRegistered
+from .message import FAILURE, ResultRecord, now_ms
 from .publish import build_message
-from .result import AsyncResult, GroupResult
+from .result import PROPAGATE_STATES, AsyncResult, EagerResult, GroupResult, ResultSet
 from .servers.contracts import OutgoingMessage
 
 if TYPE_CHECKING:
     from .app import Celery
+
+logger = logging.getLogger("celeriac.canvas")
+
+# Options that only make sense when a canvas is sent to a worker.
+_NOT_EAGER = ("chain", "chord", "unique_for_s", "group_id", "group_index")
 
 
 class Signature(dict[str, Any]):
@@ -59,11 +89,15 @@ class Signature(dict[str, Any]):
     def revive(cls, d: dict[str, Any], app: Celery | None) -> Signature:
         return Signature(d, app=app)
 
-    # --- fields -----------------------------------------------------------------------
+    # --- fields (assignable, as in Celery) --------------------------------------------
 
     @property
     def task(self) -> str:
         return str(self["task"])
+
+    @task.setter
+    def task(self, value: str) -> None:
+        self["task"] = value
 
     name = task
 
@@ -71,17 +105,46 @@ class Signature(dict[str, Any]):
     def args(self) -> tuple[Any, ...]:
         return tuple(self["args"])
 
+    @args.setter
+    def args(self, value: Iterable[Any]) -> None:
+        self["args"] = list(value)
+
     @property
     def kwargs(self) -> dict[str, Any]:
-        return dict(self["kwargs"])
+        """The keyword arguments (the dict itself: changes stick)."""
+        value: dict[str, Any] = self["kwargs"]
+        return value
+
+    @kwargs.setter
+    def kwargs(self, value: dict[str, Any]) -> None:
+        self["kwargs"] = dict(value)
 
     @property
     def options(self) -> dict[str, Any]:
-        return dict(self["options"])
+        """The calling options (the dict itself: changes stick)."""
+        value: dict[str, Any] = self["options"]
+        return value
+
+    @options.setter
+    def options(self, value: dict[str, Any]) -> None:
+        self["options"] = dict(value)
 
     @property
     def immutable(self) -> bool:
         return bool(self["immutable"])
+
+    @immutable.setter
+    def immutable(self, value: bool) -> None:
+        self["immutable"] = bool(value)
+
+    @property
+    def subtask_type(self) -> str | None:
+        value = self.get("subtask_type")
+        return None if value is None else str(value)
+
+    @subtask_type.setter
+    def subtask_type(self, value: str | None) -> None:
+        self["subtask_type"] = value
 
     @property
     def id(self) -> str | None:
@@ -89,11 +152,36 @@ class Signature(dict[str, Any]):
         value = self["options"].get("task_id")
         return None if value is None else str(value)
 
+    @id.setter
+    def id(self, value: str | None) -> None:
+        self["options"]["task_id"] = value
+
+    @property
+    def parent_id(self) -> str | None:
+        return self["options"].get("parent_id")  # type: ignore[no-any-return]
+
+    @parent_id.setter
+    def parent_id(self, value: str | None) -> None:
+        self["options"]["parent_id"] = value
+
+    @property
+    def root_id(self) -> str | None:
+        return self["options"].get("root_id")  # type: ignore[no-any-return]
+
+    @root_id.setter
+    def root_id(self, value: str | None) -> None:
+        self["options"]["root_id"] = value
+
     @property
     def app(self) -> Celery:
         if self._app is not None:
             return self._app
         return _state.get_current_app()
+
+    @property
+    def type(self) -> Any:
+        """The task this signature calls (``NotRegistered`` if unknown here)."""
+        return self.app.get_task(self.task)
 
     # --- building ---------------------------------------------------------------------
 
@@ -104,20 +192,40 @@ class Signature(dict[str, Any]):
         self["options"].update(options)
         return self
 
+    def set_immutable(self, immutable: bool) -> None:
+        self["immutable"] = bool(immutable)
+
+    def set_parent_id(self, parent_id: str | None) -> None:
+        self.parent_id = parent_id
+
     def clone(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
               **options: Any) -> Signature:
         """A copy with call-time arguments merged in (ignored when immutable)."""
         new_args, new_kwargs, new_options = self._merge(args, kwargs, options)
         copied = copy.deepcopy(dict(self))
         copied.update(args=list(new_args), kwargs=new_kwargs, options=copy.deepcopy(new_options))
+        if isinstance(self, _Composite):  # its partial arguments are not in args/kwargs
+            copied.update(args=list(self["args"]), kwargs=copy.deepcopy(dict(self["kwargs"])))
         return Signature.from_dict(copied, app=self._app)
+
+    def replace(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
+                options: dict[str, Any] | None = None) -> Signature:
+        """A copy with its arguments or options replaced (not merged), as Celery's."""
+        copied = self.clone()
+        if args is not None:
+            copied["args"] = list(args)
+        if kwargs is not None:
+            copied["kwargs"] = dict(kwargs)
+        if options is not None:
+            copied["options"] = dict(options)
+        return copied
 
     def _merge(self, args: Iterable[Any] | None, kwargs: dict[str, Any] | None,
                options: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]:
         merged_options = {**self["options"], **options}  # shallow: sending only reads it
         if self.immutable:
-            return self.args, self.kwargs, merged_options
-        return (*(args or ()), *self.args), {**self.kwargs, **(kwargs or {})}, merged_options
+            return self.args, dict(self["kwargs"]), merged_options
+        return (*(args or ()), *self.args), {**self["kwargs"], **(kwargs or {})}, merged_options
 
     # --- sending ----------------------------------------------------------------------
 
@@ -132,7 +240,7 @@ class Signature(dict[str, Any]):
         if self.app.settings.task_always_eager:
             return self.apply(args, kwargs, **options)
         plan = Plan()
-        result = self.prepare(plan, tuple(args or ()), dict(kwargs or {}), options)
+        result = self._for_sending().prepare(plan, tuple(args or ()), dict(kwargs or {}), options)
         plan.send(self.app)
         return result
 
@@ -141,9 +249,13 @@ class Signature(dict[str, Any]):
         if self.app.settings.task_always_eager:
             return self.apply(args, kwargs, **options)
         plan = Plan()
-        result = self.prepare(plan, tuple(args or ()), dict(kwargs or {}), options)
+        result = self._for_sending().prepare(plan, tuple(args or ()), dict(kwargs or {}), options)
         await plan.asend(self.app)
         return result
+
+    def _for_sending(self) -> Signature:
+        """What ``apply_async`` prepares: a task signature is only read, so itself."""
+        return self
 
     def prepare(self, plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any],
                 options: dict[str, Any]) -> Any:
@@ -158,21 +270,32 @@ class Signature(dict[str, Any]):
         plan.messages.append(message)
         return result
 
-    def freeze(self, _id: str | None = None) -> Any:
-        """Fix the task id now (so results can be named before sending) and return its handle."""
+    def freeze(self, _id: str | None = None, group_id: str | None = None, chord: Any = None,
+               root_id: str | None = None, parent_id: str | None = None, group_index: int | None = None) -> Any:
+        """Fix the task id now (so results can be named before sending) and return its handle.
+
+        An id already set is kept; the other arguments, when given, are set as options.
+        """
         task_id = self["options"].get("task_id") or _id or str(uuid.uuid4())
         self["options"]["task_id"] = task_id
+        for key, value in (("group_id", group_id), ("root_id", root_id), ("parent_id", parent_id),
+                           ("group_index", group_index)):
+            if value is not None:
+                self["options"][key] = value
+        if isinstance(chord, dict) and "group_id" in chord and "total" in chord:
+            self["options"]["chord"] = chord
         return AsyncResult(task_id, app=self.app, task_name=self.task)
 
     def apply(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
               **options: Any) -> Any:
+        """Run the task here and now (``task.apply()``), then its callbacks or errbacks."""
         call_args, call_kwargs, call_options = self._merge(args, kwargs, options)
         task = self._task()
         if task is None:
             raise NotRegistered(f"task {self.task!r} is not registered here, so it cannot run eagerly")
-        for key in ("chain", "chord", "unique_for_s", "group_id", "group_index"):
+        for key in _NOT_EAGER:
             call_options.pop(key, None)
-        return task.apply(call_args, call_kwargs, **call_options)
+        return task.apply(call_args, call_kwargs, **call_options)  # it calls link/link_error too
 
     def __or__(self, other: Any) -> Signature:  # type: ignore[override]  # | builds a chain, as in Celery
         if isinstance(other, Signature):
@@ -188,18 +311,35 @@ class Signature(dict[str, Any]):
     def kind_is_task(self) -> bool:
         return not self["subtask_type"]
 
+    def _add_to_list_option(self, key: str, value: Any) -> Any:
+        items = self["options"].get(key)
+        if items is None:
+            items = self["options"][key] = []
+        elif not isinstance(items, list):
+            items = self["options"][key] = _as_list(items)
+        if value not in items:
+            items.append(value)
+        return value
+
     def link(self, callback: Signature) -> Signature:
-        self["options"].setdefault("link", []).append(callback)
-        return callback
+        """Call ``callback`` with this task's return value once it succeeds."""
+        return self._add_to_list_option("link", callback)  # type: ignore[no-any-return]
 
     def link_error(self, errback: Signature) -> Signature:
-        self["options"].setdefault("link_error", []).append(errback)
-        return errback
+        """Call ``errback`` if this task fails (see docs/canvas.md for its two styles)."""
+        return self._add_to_list_option("link_error", errback)  # type: ignore[no-any-return]
 
     def on_error(self, errback: Signature) -> Signature:
         """Like ``link_error`` but returns this signature, so calls chain."""
         self.link_error(errback)
         return self
+
+    def flatten_links(self) -> list[Signature]:
+        """This signature and, recursively, its callbacks (Celery's)."""
+        found: list[Signature] = [self]
+        for callback in _as_list(self["options"].get("link")):
+            found.extend(_as_signature(callback, self._app).flatten_links())
+        return found
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the task's function here with the merged arguments, like calling the task."""
@@ -222,6 +362,9 @@ class Signature(dict[str, Any]):
         parts += [f"{k}={v!r}" for k, v in self["kwargs"].items()]
         return f"{self.task}({', '.join(parts)})"
 
+    def __json__(self) -> dict[str, Any]:
+        return dict(self)
+
     def __deepcopy__(self, memo: dict[int, Any]) -> Signature:
         return Signature.from_dict(copy.deepcopy(dict(self), memo), app=self._app)
 
@@ -233,6 +376,8 @@ class Signature(dict[str, Any]):
 
 # Options a group passes to each member, and ones that only make sense on the whole.
 _OWN_OPTIONS = ("task_id", "group_id", "group_index", "chord", "chain", "link", "link_error")
+# Options a nested chain or group must not hand to its parts: what it is part of.
+_PLACE_OPTIONS = ("task_id", "group_id", "group_index", "chord", "chain", "link", "link_error")
 
 
 @dataclass
@@ -266,10 +411,80 @@ def _as_signature(value: Any, app: Celery | None) -> Signature:
     raise TypeError(f"expected a signature, got {type(value).__name__}: {value!r}")
 
 
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def _tasks_of(args: tuple[Any, ...]) -> list[Any]:
     if len(args) == 1 and not isinstance(args[0], dict) and isinstance(args[0], Iterable):
         return list(args[0])
     return list(args)
+
+
+def _distinct(parts: list[Signature]) -> list[Signature]:
+    """The same signature object in two places becomes two copies: two tasks, two ids."""
+    seen: set[int] = set()
+    out = []
+    for part in parts:
+        if id(part) in seen:
+            part = _copied(part, part._app)
+        seen.add(id(part))
+        out.append(part)
+    return out
+
+
+def _copied(value: Any, app: Celery | None) -> Signature:
+    """A copy of a canvas for sending: every signature in it a new object (ids kept).
+
+    Arguments are not copied (sending only reads them), and no memo is shared, so an
+    object that appears twice becomes two.
+    """
+    sig = _as_signature(value, app)
+    if isinstance(sig, _Composite):
+        sig._materialize()
+    own_app = sig._app or app
+    d: dict[str, Any] = {
+        "task": sig["task"], "args": list(sig["args"]), "kwargs": dict(sig["kwargs"]),
+        "options": dict(sig["options"]), "immutable": sig.get("immutable", False),
+        "subtask_type": sig.get("subtask_type"),
+    }
+    kind, kw, opts = d["subtask_type"], d["kwargs"], d["options"]
+    if kind in ("chain", "group"):
+        kw["tasks"] = [_copied(t, own_app) for t in kw["tasks"]]
+    elif kind == "chord":
+        kw["header"] = _copied(kw["header"], own_app)
+        if kw.get("body") is not None:
+            kw["body"] = _copied(kw["body"], own_app)
+    elif kind == "chunks":
+        kw["task"] = _copied(kw["task"], own_app)
+        kw["it"] = list(kw["it"])
+    for key in ("link", "link_error", "chain"):
+        if opts.get(key):
+            opts[key] = [_copied(x, own_app) for x in _as_list(opts[key])]
+    if isinstance(opts.get("headers"), dict):
+        opts["headers"] = dict(opts["headers"])
+    new = type(sig).revive(d, own_app) if isinstance(sig, _Composite) else Signature(d, app=own_app)
+    new._app = sig._app
+    return new
+
+
+def _root_of(result: Any) -> Any:
+    """The earliest ancestor of a result (itself if it has no parent)."""
+    node, seen = result, set()
+    while getattr(node, "parent", None) is not None and id(node) not in seen:
+        seen.add(id(node))
+        node = node.parent
+    return node
+
+
+def _set_parent(result: Any, parent: Any) -> None:
+    """Make ``parent`` the parent of ``result``'s earliest ancestor (a chord's result
+    leads back through its body to its header, whose parent is then the previous step)."""
+    root = _root_of(result)
+    if root is not parent and parent is not None and root.parent is None:
+        root.parent = parent
 
 
 class _Composite(Signature):
@@ -281,15 +496,24 @@ class _Composite(Signature):
         """Calling a chain, group or chord sends it, as in Celery."""
         return self.apply_async(args, kwargs)
 
-    def apply(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
-              **options: Any) -> Any:
-        raise NotImplementedError(f"eager apply() of a {self.kind} is not available yet; send it")
-
     def _merge(self, args: Iterable[Any] | None, kwargs: dict[str, Any] | None,
                options: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]:
         # Composite partial args live in options so "kwargs" keeps holding the parts.
         merged_options = {**self["options"], **options}  # shallow: sending only reads it
         return tuple(args or ()), dict(kwargs or {}), merged_options
+
+    def _for_sending(self) -> Signature:
+        return _copied(self, self._app)
+
+    def apply(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
+              **options: Any) -> Any:
+        """Run the whole canvas here, eagerly, as Celery's ``apply()`` does."""
+        runnable = _copied(self, self._app)
+        assert isinstance(runnable, _Composite)
+        return runnable._apply_here(tuple(args or ()), dict(kwargs or {}), options)
+
+    def _apply_here(self, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]) -> Any:
+        raise NotImplementedError
 
     @property
     def app(self) -> Celery:
@@ -303,8 +527,14 @@ class _Composite(Signature):
                 return first.app
         return super().app
 
+    def _materialize(self) -> None:
+        """Turn parts given as dicts (or a generator) into signature objects, in place."""
+
     def _parts(self, key: str) -> list[Signature]:
-        parts = [_as_signature(p, self._app) for p in self["kwargs"][key]]
+        value = self["kwargs"][key]
+        if isinstance(value, list) and all(isinstance(p, Signature) for p in value):
+            return value
+        parts = _distinct([_as_signature(p, self._app) for p in value])
         self["kwargs"][key] = parts
         return parts
 
@@ -315,7 +545,7 @@ class chain(_Composite):
     kind = "chain"
 
     def __init__(self, *tasks: Any, app: Celery | None = None, **options: Any) -> None:
-        steps = [_as_signature(t, app) for t in _tasks_of(tasks)]
+        steps = _distinct([_as_signature(t, app) for t in _tasks_of(tasks)])
         super().__init__("celery.chain", (), {"tasks": steps}, options, subtask_type="chain", app=app)
 
     @classmethod
@@ -326,13 +556,49 @@ class chain(_Composite):
     def tasks(self) -> list[Signature]:
         return self._parts("tasks")
 
+    @tasks.setter
+    def tasks(self, value: Iterable[Any]) -> None:
+        self["kwargs"]["tasks"] = list(value)
+
+    def _materialize(self) -> None:
+        self._parts("tasks")
+
+    def unchain_tasks(self) -> list[Signature]:
+        """Copies of the steps, with this chain's callbacks on the last one and its errbacks
+        on every one (Celery's): what a chain spliced into another keeps."""
+        steps = [_copied(t, self._app) for t in self.tasks]
+        _push_chain_links(steps, self["options"])
+        defaults = {k: v for k, v in self["options"].items() if k not in _PLACE_OPTIONS}
+        if steps and defaults:
+            steps[0]["options"] = {**defaults, **steps[0]["options"]}
+        return steps
+
+    def _flat(self) -> list[Signature]:
+        """The steps, nested chains spliced in (keeping their links), one-member groups unrolled."""
+        steps = self.tasks
+        out: list[Signature] = []
+        for step in steps:
+            if isinstance(step, chunks):
+                step = step.group()
+            if isinstance(step, chain):
+                inner = step if not _has_links(step) and not _defaults_of(step) else chain(
+                    *step.unchain_tasks(), app=step._app)
+                out.extend(inner._flat())
+                continue
+            if isinstance(step, group):
+                members = step.tasks
+                if len(members) == 1:
+                    out.extend(chain(_unrolled(step), app=self._app)._flat())
+                    continue
+                if not members and len(steps) > 1:
+                    continue  # an empty group in a chain is skipped, as in Celery
+            out.append(step)
+        return out
+
     def steps(self) -> list[Signature]:
         """Flattened, with every group followed by something made a chord (as Celery does)."""
-        flat: list[Signature] = []
-        for step in self.tasks:
-            flat.extend(step.steps() if isinstance(step, chain) else [step])
         upgraded: list[Signature] = []
-        for step in flat:
+        for step in self._flat():
             if upgraded and isinstance(upgraded[-1], group):
                 upgraded[-1] = chord(upgraded[-1], step, app=self._app)
             else:
@@ -341,40 +607,118 @@ class chain(_Composite):
 
     def __or__(self, other: Any) -> Signature:  # type: ignore[override]  # | builds a chain, as in Celery
         if isinstance(other, Signature):
-            return chain(*self.tasks, other, app=self._app, **self.options)
+            if _has_links(self):  # this chain's callbacks stay with its own last step
+                return chain(*self.unchain_tasks(), other, app=self._app)
+            return chain(*self.tasks, other, app=self._app, **self["options"])
         return NotImplemented
 
     def __repr__(self) -> str:
         return " | ".join(repr(t) for t in self.tasks)
 
-    def freeze(self, _id: str | None = None) -> Any:
+    def freeze(self, _id: str | None = None, group_id: str | None = None, chord: Any = None,
+               root_id: str | None = None, parent_id: str | None = None, group_index: int | None = None) -> Any:
+        """Fix every step's id; ``_id`` is the last step's, and so the chain's (``chain.id``)."""
         steps = self.steps()
         self["kwargs"]["tasks"] = steps
-        results = [step.freeze() for step in steps]
+        if not steps:
+            return None
+        last_id = _id or self["options"].get("task_id")
+        results = [step.freeze(last_id if index == len(steps) - 1 else None) for index, step in enumerate(steps)]
         for parent, child in itertools.pairwise(results):
-            child.parent = parent
-        return results[-1] if results else None
+            _set_parent(child, parent)
+        self["options"]["task_id"] = results[-1].id
+        return results[-1]
 
     def prepare(self, plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any],
                 options: dict[str, Any]) -> Any:
         _, _, options = self._merge(args, kwargs, options)
-        if not self.tasks:
-            raise ValueError("cannot send an empty chain")
-        last = self.freeze()
-        steps = self.steps()
+        last_id = options.pop("task_id", None)
+        links = {"link": options.pop("link", None), "link_error": options.pop("link_error", None)}
         # What this chain is part of (a chord header, a group, an outer chain) belongs to
         # its last step: that step's result is the chain's result.
-        tail_options = {k: options.pop(k) for k in ("chord", "group_id", "group_index", "chain")
-                        if k in options}
-        outer_rest = tail_options.pop("chain", [])
+        tail_options = {k: options.pop(k) for k in ("chord", "group_id", "group_index") if k in options}
+        outer_rest = list(options.pop("chain", None) or [])
+        steps = self.steps()
+        if not steps:
+            raise ValueError("cannot send an empty chain")
+        _push_chain_links(steps, links)
+        self["kwargs"]["tasks"] = steps
+        last = self.freeze(last_id)
         if tail_options:
             steps[-1].set(**tail_options)
-        rest = [dict(s) for s in steps[1:]] + list(outer_rest)
+        rest = [dict(s) for s in steps[1:]] + outer_rest
         first_options = dict(options)
         if rest:
             first_options["chain"] = rest
         steps[0].prepare(plan, args, kwargs, first_options)
         return last
+
+    def _apply_here(self, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]) -> Any:
+        _, _, options = self._merge(args, kwargs, options)
+        last_id = options.pop("task_id", None)
+        links = {"link": options.pop("link", None), "link_error": options.pop("link_error", None)}
+        for key in _NOT_EAGER:
+            options.pop(key, None)
+        steps = self.steps()
+        if not steps:
+            raise ValueError("cannot apply an empty chain")
+        _push_chain_links(steps, links)
+        if last_id and not steps[-1].id:
+            steps[-1].id = last_id
+        last: Any = None
+        for step in steps:
+            if last is None:
+                result = step.apply(args, kwargs, **options)
+            else:
+                failure = _eager_failure(last)
+                if failure is not None:  # the rest never runs; the chain's result is that error
+                    return _failed_eager_result(steps[-1], failure, last)
+                result = step.apply((last.get(disable_sync_subtasks=False),), {}, **options)
+                _set_parent(result, last)
+            last = result
+        return last
+
+
+def _has_links(sig: Signature) -> bool:
+    return bool(sig["options"].get("link") or sig["options"].get("link_error"))
+
+
+def _defaults_of(sig: Signature) -> dict[str, Any]:
+    return {k: v for k, v in sig["options"].items() if k not in _PLACE_OPTIONS}
+
+
+def _push_chain_links(steps: list[Signature], options: dict[str, Any]) -> None:
+    """A chain's callbacks go to its last step, its errbacks to every step (Celery's rule)."""
+    if not steps:
+        return
+    for callback in _as_list(options.get("link")):
+        steps[-1].link(callback)
+    for errback in _as_list(options.get("link_error")):
+        for step in steps:
+            step.link_error(errback)
+
+
+def _push_group_links(members: list[Signature], options: dict[str, Any]) -> None:
+    """A group's callbacks go to its first member, made immutable (one task cannot pass the
+    group's results on); its errbacks to every member, so each failure calls them."""
+    callbacks = _as_list(options.get("link"))
+    if callbacks and not members:
+        raise ValueError("a callback linked to an empty group would never run; use a chord")
+    for callback in callbacks:
+        members[0].link(_as_signature(callback, None).clone().set(immutable=True))
+    for errback in _as_list(options.get("link_error")):
+        for member in members:
+            member.link_error(_as_signature(errback, None).clone())
+
+
+def _unrolled(one: group) -> Signature:
+    """A group of one member, as that member (with the group's links and options)."""
+    member = _copied(one.tasks[0], one._app)
+    defaults = _defaults_of(one)
+    if defaults:
+        member["options"] = {**defaults, **member["options"]}
+    _push_group_links([member], one["options"])
+    return member
 
 
 class group(_Composite):
@@ -383,18 +727,33 @@ class group(_Composite):
     kind = "group"
 
     def __init__(self, *tasks: Any, app: Celery | None = None, **options: Any) -> None:
-        members = [_as_signature(t, app) for t in _tasks_of(tasks)]
+        members: Any
+        if len(tasks) == 1 and isinstance(tasks[0], group) and not tasks[0]["options"]:
+            members = list(tasks[0].tasks)  # group(g) is g's members, as in Celery
+        elif len(tasks) == 1 and isinstance(tasks[0], Iterator):
+            members = tasks[0]  # a generator is read when the group is sent (or its tasks read)
+        else:
+            members = _distinct([_as_signature(t, app) for t in _tasks_of(tasks)])
         super().__init__("celery.group", (), {"tasks": members}, options, subtask_type="group", app=app)
 
     @classmethod
     def revive(cls, d: dict[str, Any], app: Celery | None) -> Signature:
-        return group(*d["kwargs"]["tasks"], app=app, **(d.get("options") or {}))
+        return group(list(d["kwargs"]["tasks"]), app=app, **(d.get("options") or {}))
 
     @property
     def tasks(self) -> list[Signature]:
         return self._parts("tasks")
 
+    @tasks.setter
+    def tasks(self, value: Iterable[Any]) -> None:
+        self["kwargs"]["tasks"] = list(value)
+
+    def _materialize(self) -> None:
+        self._parts("tasks")
+
     def __or__(self, other: Any) -> Signature:  # type: ignore[override]  # | builds a chain, as in Celery
+        if isinstance(other, group) and isinstance(other["kwargs"]["tasks"], list) and not other.tasks:
+            return self
         if isinstance(other, Signature):
             return chord(self, other, app=self._app)
         return NotImplemented
@@ -403,29 +762,89 @@ class group(_Composite):
         return f"group([{', '.join(repr(t) for t in self.tasks)}])"
 
     def __len__(self) -> int:
-        return len(self["kwargs"]["tasks"])
+        return len(self.tasks)
 
-    def freeze(self, _id: str | None = None) -> GroupResult:
+    def _leaves(self) -> list[Signature]:
+        """The members, nested groups flattened into them (their links and options pushed down)."""
+        out: list[Signature] = []
+        for member in self.tasks:
+            if isinstance(member, chunks):
+                member = member.group()
+            if isinstance(member, group):
+                inner = member._leaves()
+                defaults = _defaults_of(member)
+                if defaults or _has_links(member):
+                    inner = [_copied(m, member._app) for m in inner]
+                    for m in inner:
+                        m["options"] = {**defaults, **m["options"]}
+                    _push_group_links(inner, member["options"])
+                out.extend(inner)
+            else:
+                out.append(member)
+        return out
+
+    def freeze(self, _id: str | None = None, group_id: str | None = None, chord: Any = None,
+               root_id: str | None = None, parent_id: str | None = None,
+               group_index: int | None = None) -> GroupResult:
+        """Fix the group's id and its members' (nested groups flattened into it)."""
         group_id = self["options"].get("task_id") or _id or str(uuid.uuid4())
         self["options"]["task_id"] = group_id
-        return GroupResult(group_id, [t.freeze() for t in self.tasks], app=self.app)
+        members = self._leaves()
+        self["kwargs"]["tasks"] = members
+        return GroupResult(group_id, [m.freeze() for m in members], app=self.app)
 
     def prepare(self, plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any],
-                options: dict[str, Any]) -> GroupResult:
+                options: dict[str, Any]) -> Any:
         _, _, options = self._merge(args, kwargs, options)
-        result = self.freeze(options.pop("task_id", None))
+        own: dict[str, Any] = {k: options.pop(k) for k in ("task_id", "link", "link_error") if k in options}
+        chain_rest = list(options.pop("chain", None) or [])
         chord_info = options.pop("chord", None)
-        if options.pop("chain", None):
-            raise ValueError("a group cannot be followed directly; chain it with a task (a chord)")
+        place: dict[str, Any] = {k: options.pop(k) for k in ("group_id", "group_index") if k in options}
+        if chain_rest or chord_info is not None:
+            # A group followed by something is a chord (Celery's rule); a group whose
+            # completion counts as one member of a chord is a chord too, whose body gathers
+            # the results under the group's id.
+            header = group(*self.tasks, app=self._app, **own)
+            header_id = header["options"].get("task_id") or str(uuid.uuid4())
+            header["options"]["task_id"] = header_id
+            if chain_rest:
+                body = Signature.from_dict(chain_rest[0], app=self._app)
+                if chain_rest[1:]:
+                    place["chain"] = chain_rest[1:]
+            else:
+                body = Signature("celery.accumulate", (), {"index": 0}, {"task_id": header_id}, app=self._app)
+            if chord_info is not None:
+                place["chord"] = chord_info
+            return chord(header, body, app=self._app).prepare(plan, args, kwargs, {**options, **place})
+        result = self.freeze(own.get("task_id"))
+        self._send_members(plan, args, kwargs, options, own, None)
+        if len(result.results) == 1 and isinstance(result.results[0], GroupResult):
+            return result.results[0]  # group(a | group(b, c)): Celery's special case, its inner group
+        return result
+
+    def _send_members(self, plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any],
+                      options: dict[str, Any], own: dict[str, Any], chord_info: dict[str, Any] | None) -> None:
+        """Prepare every (frozen, flattened) member; ``chord_info`` when this is a chord's header."""
+        members = self.tasks
+        _push_group_links(members, own)
         shared = {k: v for k, v in options.items() if k not in _OWN_OPTIONS}
-        for index, member in enumerate(self.tasks):
-            if isinstance(member, (group, chord)) and chord_info is not None:
-                raise ValueError("a chord's header cannot hold groups or chords; chain them instead")
-            member_options = {**shared, "group_id": result.id, "group_index": index}
+        group_id = self.id
+        for index, member in enumerate(members):
+            member_options = {**shared, "group_id": group_id, "group_index": index}
             if chord_info is not None:
                 member_options["chord"] = chord_info
             member.prepare(plan, args, kwargs, member_options)
-        return result
+
+    def _apply_here(self, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]) -> Any:
+        _, _, options = self._merge(args, kwargs, options)
+        group_id = options.pop("task_id", None) or self.id or str(uuid.uuid4())
+        own: dict[str, Any] = {k: options.pop(k) for k in ("link", "link_error") if k in options}
+        for key in _NOT_EAGER:
+            options.pop(key, None)
+        members = self._leaves()
+        _push_group_links(members, own)
+        results = [member.apply(args, kwargs, **options) for member in members]
+        return GroupResult(group_id, results, app=self.app)
 
 
 class chord(_Composite):
@@ -434,14 +853,24 @@ class chord(_Composite):
     kind = "chord"
 
     def __init__(self, header: Any, body: Any = None, app: Celery | None = None, **options: Any) -> None:
-        header_group = header if isinstance(header, group) else group(*_tasks_of((header,)), app=app)
+        header_group: group
+        if isinstance(header, group):
+            header_group = header
+        elif isinstance(header, dict):  # one signature
+            header_group = group(header, app=app)
+        elif isinstance(header, Iterator):  # read when sent; each task a copy, as in Celery
+            header_group = group((_as_signature(t, app).clone() for t in header), app=app)
+        else:  # a list: copies, as Celery's chord makes (linking to chord.tasks leaves the list alone)
+            header_group = group([_as_signature(t, app).clone() for t in header], app=app)
         body_sig = None if body is None else _as_signature(body, app)
         super().__init__("celery.chord", (), {"header": header_group, "body": body_sig}, options,
                          subtask_type="chord", app=app)
 
     @classmethod
     def revive(cls, d: dict[str, Any], app: Celery | None) -> Signature:
-        header = Signature.from_dict(d["kwargs"]["header"], app=app)
+        header = d["kwargs"]["header"]
+        if not isinstance(header, group):
+            header = Signature.from_dict(header, app=app) if isinstance(header, dict) else header
         body = d["kwargs"].get("body")
         return chord(header, body, app=app, **(d.get("options") or {}))
 
@@ -449,9 +878,19 @@ class chord(_Composite):
     def header(self) -> group:
         value = self["kwargs"]["header"]
         if not isinstance(value, group):
-            value = self["kwargs"]["header"] = Signature.from_dict(value, app=self._app)
+            value = self["kwargs"]["header"] = (Signature.from_dict(value, app=self._app)
+                                                if isinstance(value, dict) else group(value, app=self._app))
         assert isinstance(value, group)
         return value
+
+    @property
+    def tasks(self) -> list[Signature]:
+        """The header's members (Celery's ``chord.tasks``)."""
+        return self.header.tasks
+
+    @tasks.setter
+    def tasks(self, value: Iterable[Any]) -> None:
+        self["kwargs"]["header"] = group(list(value), app=self._app)
 
     @property
     def body(self) -> Signature:
@@ -462,6 +901,13 @@ class chord(_Composite):
             value = self["kwargs"]["body"] = Signature.from_dict(value, app=self._app)
         return value
 
+    @body.setter
+    def body(self, value: Any) -> None:
+        self["kwargs"]["body"] = None if value is None else _as_signature(value, self._app)
+
+    def _materialize(self) -> None:
+        self.header._materialize()
+
     def __call__(self, body: Any = None, **options: Any) -> Any:
         if body is not None:
             self["kwargs"]["body"] = _as_signature(body, self._app)
@@ -470,31 +916,87 @@ class chord(_Composite):
     def __repr__(self) -> str:
         return f"chord({self.header!r}, {self['kwargs']['body']!r})"
 
-    def freeze(self, _id: str | None = None) -> Any:
+    def freeze(self, _id: str | None = None, group_id: str | None = None, chord: Any = None,
+               root_id: str | None = None, parent_id: str | None = None, group_index: int | None = None) -> Any:
+        """Fix the header's and the body's ids; the result is the body's, its parent the header's."""
+        return self._freeze_parts(_id)[1]
+
+    def _freeze_parts(self, _id: str | None = None) -> tuple[GroupResult, Any]:
         header_result = self.header.freeze()
         body_result = self.body.freeze(_id or self["options"].get("task_id"))
-        body_result.parent = header_result
-        return body_result
+        _set_parent(body_result, header_result)
+        return header_result, body_result
+
+    def _take_links(self, options: dict[str, Any]) -> None:
+        """Callbacks and errbacks go to the body; errbacks also to each header member with
+        ``task_allow_error_cb_on_chord_header``."""
+        body = self.body
+        for callback in _as_list(options.pop("link", None)):
+            body.link(callback)
+        errbacks = _as_list(options.pop("link_error", None))
+        for errback in errbacks:
+            body.link_error(errback)
+        if errbacks and _header_errbacks(self.app):
+            for member in self.header.tasks:
+                for errback in errbacks:
+                    member.link_error(_as_signature(errback, self._app).clone().set(immutable=True))
 
     def prepare(self, plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any],
                 options: dict[str, Any]) -> Any:
         _, _, options = self._merge(args, kwargs, options)
-        result = self.freeze(options.pop("task_id", None))
-        header_result = result.parent
+        body_id = options.pop("task_id", None)
+        self._take_links(options)
         body = self.body
         # Whatever follows the chord (an outer chain) or contains it (a group, a chord
         # header) attaches to the body, which is the chord's result.
         for key in ("chain", "group_id", "group_index", "chord"):
             if key in options:
                 body.set(**{key: options.pop(key)})
-        member_ids = [r.id for r in header_result.results]
+        header_result, result = self._freeze_parts(body_id)
+        header = self.header
+        member_ids = [str(r.id) for r in header_result.results]
         if not member_ids:  # an empty header calls the body at once with []
-            body.prepare(plan, ([],), {}, {})
+            lineage: dict[str, Any] = {k: options[k] for k in ("parent_id", "root_id", "unique_for_s")
+                                       if k in options}
+            body.prepare(plan, ([],), {}, lineage)
             return result
-        plan.groups_to_save.append((header_result.id, member_ids))
-        chord_info = {"group_id": header_result.id, "total": len(member_ids), "body": dict(body)}
-        self.header.prepare(plan, args, kwargs, {**options, "task_id": header_result.id, "chord": chord_info})
+        header_id = str(header.id)
+        plan.groups_to_save.append((header_id, member_ids))
+        chord_info = {"group_id": header_id, "total": len(member_ids), "body": dict(body)}
+        header_own = {k: header["options"][k] for k in ("link", "link_error") if k in header["options"]}
+        header_options = {**_defaults_of(header), **options}
+        header._send_members(plan, args, kwargs, header_options, header_own, chord_info)
         return result
+
+    def _apply_here(self, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]) -> Any:
+        _, _, options = self._merge(args, kwargs, options)
+        body_id = options.pop("task_id", None)
+        self._take_links(options)
+        for key in _NOT_EAGER:
+            options.pop(key, None)
+        body = self.body
+        if body_id and not body.id:
+            body.id = body_id
+        header_result = self.header._apply_here(args, kwargs, dict(options))
+        failure = _eager_failure(header_result)
+        if failure is not None:
+            failed, exc = failure
+            error = ChordError(f"Dependency {failed.id} raised {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            result = _failed_eager_result(body, (failed, error), header_result)
+            for unit, errbacks in errback_units(body):
+                request = Request(id=unit.id or result.id, task=unit.task, args=list(unit.args),
+                                  kwargs=dict(unit["kwargs"]), is_eager=True, group=header_result.id)
+                call_errbacks_eagerly(self.app, errbacks, request, error, None)
+            return result
+        values = header_result.get(disable_sync_subtasks=False)
+        result = body.apply((values,), {}, **options)
+        _set_parent(result, header_result)
+        return result
+
+
+def _header_errbacks(app: Celery) -> bool:
+    return bool(app.settings.task_allow_error_cb_on_chord_header)
 
 
 def _chain(first: Signature, second: Signature) -> Signature:
@@ -521,13 +1023,20 @@ class chunks(_Composite):
         task = _as_signature(self["kwargs"]["task"], self._app)
         items, n = self["kwargs"]["it"], self["kwargs"]["n"]
         parts = [items[i : i + n] for i in range(0, len(items), n)]
-        return group(*[xstarmap(task, part, app=self._app) for part in parts], app=self._app)
+        return group(*[xstarmap(task, part, app=self._app) for part in parts], app=self._app,
+                     **self["options"])
+
+    def freeze(self, _id: str | None = None, group_id: str | None = None, chord: Any = None,
+               root_id: str | None = None, parent_id: str | None = None,
+               group_index: int | None = None) -> GroupResult:
+        return self.group().freeze(_id)
 
     def prepare(self, plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any],
-                options: dict[str, Any]) -> GroupResult:
-        _, _, options = self._merge(args, kwargs, options)
-        result: GroupResult = self.group().prepare(plan, args, kwargs, options)
-        return result
+                options: dict[str, Any]) -> Any:
+        return self.group().prepare(plan, args, kwargs, options)
+
+    def _apply_here(self, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]) -> Any:
+        return self.group()._apply_here(args, kwargs, options)
 
 
 def xmap(task: Any, it: Iterable[Any], app: Celery | None = None) -> Signature:
@@ -544,8 +1053,15 @@ def xstarmap(task: Any, it: Iterable[Any], app: Celery | None = None) -> Signatu
 KINDS: dict[str, type[Signature]] = {"chain": chain, "group": group, "chord": chord, "chunks": chunks}
 
 
-def maybe_signature(value: Any, app: Celery | None = None) -> Signature | None:
-    return None if value is None else _as_signature(value, app)
+def maybe_signature(value: Any, app: Celery | None = None, clone: bool = False) -> Signature | None:
+    if value is None:
+        return None
+    sig = _as_signature(value, app)
+    if clone and sig is value:
+        sig = sig.clone()
+    if app is not None and sig._app is None:
+        sig._app = app
+    return sig
 
 
 def signature(varies: str | dict[str, Any] | Signature, *args: Any, **kwargs: Any) -> Signature:
@@ -563,3 +1079,149 @@ def signature(varies: str | dict[str, Any] | Signature, *args: Any, **kwargs: An
 
 
 subtask = signature
+
+
+# --- errbacks and the failures they hear of -------------------------------------------------
+
+
+def errback_runs_inline(task: Any) -> bool:
+    """Whether an errback's task is called in place with ``(request, exc, traceback)``.
+
+    As in Celery: a function task, not bound, taking three or more positional arguments (or
+    ``*args``). Any other errback is sent as a task with the failed task's id.
+    """
+    fun = getattr(task, "fun", None)
+    if fun is None or getattr(task, "bind", False):
+        return False
+    try:
+        params = list(inspect.signature(fun).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in params)
+
+
+def errback_call(errback: Signature, request: Any, exc: BaseException | None,
+                 traceback: str | None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments an in-place errback is called with (an immutable one: its own only)."""
+    if errback.immutable:
+        return tuple(errback["args"]), dict(errback["kwargs"])
+    return (request, exc, traceback, *errback["args"]), dict(errback["kwargs"])
+
+
+def errback_units(sig: Signature) -> list[tuple[Signature, list[Any]]]:
+    """For each task whose result stands for ``sig`` (a chain's last step, a chord's body,
+    each of a group's members): that task and the errbacks to call if ``sig`` fails."""
+    own = _as_list(sig["options"].get("link_error"))
+    units: list[tuple[Signature, list[Any]]]
+    if isinstance(sig, chain):
+        steps = sig.tasks
+        units = errback_units(steps[-1]) if steps else []
+    elif isinstance(sig, chord):
+        units = errback_units(sig.body) if sig["kwargs"].get("body") is not None else []
+    elif isinstance(sig, group):
+        units = [unit for member in sig.tasks for unit in errback_units(member)]
+    else:
+        return [(sig, own)]
+    out = []
+    for task, errbacks in units:
+        merged: list[Any] = []
+        for errback in own + errbacks:
+            if errback not in merged:
+                merged.append(errback)
+        out.append((task, merged))
+    return out
+
+
+def failure_targets(sig: Any, chord_info: dict[str, Any] | None = None,
+                    app: Celery | None = None) -> Iterator[tuple[str, str, dict[str, Any] | None]]:
+    """Every task id fixed in a canvas that will now never run, as ``(id, name, chord)``.
+
+    ``chord`` is the counting information of the chord that id is a member of, on the
+    tasks whose results complete one (a chain's last step, a chord's body, a group that
+    counts as one member); None elsewhere.
+    """
+    sig = _as_signature(sig, app)
+    opts = sig["options"]
+    mine = opts.get("chord") or chord_info
+    if isinstance(sig, chain):
+        steps = sig.tasks
+        for index, step in enumerate(steps):
+            yield from failure_targets(step, mine if index == len(steps) - 1 else None, app)
+    elif isinstance(sig, group):
+        for member in sig.tasks:
+            yield from failure_targets(member, None, app)
+        if mine is not None and sig.id:
+            yield sig.id, "celery.accumulate", mine
+    elif isinstance(sig, chord):
+        yield from failure_targets(sig.header, None, app)
+        if sig["kwargs"].get("body") is not None:
+            yield from failure_targets(sig.body, mine, app)
+    elif isinstance(sig, chunks):
+        return
+    elif sig.id:
+        yield sig.id, sig.task, mine
+
+
+# --- eager runs ------------------------------------------------------------------------------
+
+
+def _eager_failure(result: Any) -> tuple[Any, BaseException] | None:
+    """The first failed result (and its exception) in an eager result or group of them."""
+    leaves = list(_leaves(result))
+    for leaf in leaves:
+        record = leaf._record
+        if record is not None and record.state in PROPAGATE_STATES:
+            return leaf, leaf._exception_of(record)
+    return None
+
+
+def _leaves(result: Any) -> Iterator[Any]:
+    if isinstance(result, ResultSet):
+        for member in result.results:
+            yield from _leaves(member)
+    elif isinstance(result, AsyncResult):
+        yield result
+
+
+def _failed_eager_result(sig: Signature, failure: tuple[Any, BaseException], parent: Any) -> EagerResult[Any]:
+    """The result of a step that never ran because ``failure`` came first: that error."""
+    failed, exc = failure
+    task_id = sig.id or str(uuid.uuid4())
+    record = ResultRecord(task_id=task_id, state=FAILURE, name=sig.task, date_done_ms=now_ms(),
+                          exc_type=f"{type(exc).__module__}.{type(exc).__qualname__}", exc_message=str(exc),
+                          traceback=failed._record.traceback if failed._record is not None else None)
+    result: EagerResult[Any] = EagerResult(task_id, record, app=sig.app, task_name=sig.task)
+    result._exception = exc
+    result.parent = parent
+    return result
+
+
+def run_eager_followups(app: Celery, request: Request, value: Any, exc: BaseException | None,
+                        traceback: str | None) -> None:
+    """After ``task.apply()``: send the callbacks (``request.callbacks``; with
+    ``apply_async`` as in Celery, so they run here only under ``task_always_eager``) or
+    call the errbacks (``request.errbacks``)."""
+    root_id = request.root_id or request.id
+    if exc is None:
+        for raw in request.callbacks:
+            _as_signature(raw, app).apply_async((value,), parent_id=request.id, root_id=root_id)
+    elif request.errbacks:
+        call_errbacks_eagerly(app, request.errbacks, request, exc, traceback)
+
+
+def call_errbacks_eagerly(app: Celery, errbacks: list[Any], request: Request, exc: BaseException | None,
+                          traceback: str | None) -> None:
+    for raw in errbacks:
+        errback = _as_signature(raw, app)
+        task = errback._task()
+        try:
+            if task is not None and errback_runs_inline(task):
+                call_args, call_kwargs = errback_call(errback, request, exc, traceback)
+                value = task.run(*call_args, **call_kwargs)
+                if inspect.iscoroutine(value):
+                    run_sync(value)
+            else:
+                errback.apply((request.id,), parent_id=request.id, root_id=request.root_id or request.id)
+        except Exception:
+            logger.exception("errback %r of task %s raised", errback, request.id)

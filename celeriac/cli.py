@@ -9,13 +9,15 @@ from typing import Any
 import click
 
 from .beat.cli import beat_command
+from .dashboard.cli import dashboard_command
 from .exceptions import AppNotFound
 from .loading import find_app as find_app  # re-exported: its home before celeriac.loading
 from .loading import load_app as load_app  # re-exported: its home before celeriac.loading
+from .servers.postgres.cli import migrate_command
 from .tools import register_tools
 from .worker.cli import worker_command
 
-_commands: list[click.Command] = [worker_command, beat_command]
+_commands: list[click.Command] = [worker_command, beat_command, migrate_command, dashboard_command]
 try:
     from .demo.cli import demo_command
 except ImportError:  # the demo needs the resource module, which Windows lacks

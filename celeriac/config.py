@@ -51,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "task_always_eager": False,
     "task_eager_propagates": False,
     "task_store_eager_result": False,
+    "task_allow_error_cb_on_chord_header": False,  # a chord's errbacks also on its header's members
     "task_serializer": "json",
     "result_serializer": "json",
     "accept_content": ["json"],
@@ -65,9 +66,14 @@ DEFAULTS: dict[str, Any] = {
     "worker_prefetch_multiplier": 1,
     "worker_shutdown_timeout": 30.0,
     "worker_send_task_events": True,
+    "task_send_sent_event": False,  # producers append task-sent to the event log (one more call per send)
     "worker_heartbeat_seconds": 2.0,
     "events_max": 10_000,
     "worker_pool": "threads",
+    "worker_max_tasks_per_child": None,  # prefork: recycle a child after this many tasks
+    "worker_max_memory_per_child": None,  # prefork: recycle a child above this resident memory (KiB)
+    "task_reject_on_worker_lost": False,  # prefork: a task whose child died runs again
+    "task_acks_on_failure_or_timeout": True,  # False: a task whose child died is dead-lettered
     "worker_hijack_root_logger": True,
     "beat_schedule": {},
     "beat_scheduler": None,  # None: "default" (beat_schedule); "django": the admin's periodic tasks
@@ -79,6 +85,8 @@ DEFAULTS: dict[str, Any] = {
     "enable_utc": True,
     "include": [],
     "imports": [],
+    "dashboard_user": None,  # the dashboard's login (or $CELERIAC_DASHBOARD_USER)
+    "dashboard_password_hash": None,  # from `celeriac dashboard hash-password` (or $CELERIAC_DASHBOARD_PASSWORD_HASH)
 }
 
 # Celery's pre-4.0 names, still common in Django settings.
@@ -95,6 +103,7 @@ OLD_NAMES = {
     "CELERY_TASK_RESULT_EXPIRES": "result_expires",
     "CELERYD_CONCURRENCY": "worker_concurrency",
     "CELERYD_PREFETCH_MULTIPLIER": "worker_prefetch_multiplier",
+    "CELERYD_MAX_TASKS_PER_CHILD": "worker_max_tasks_per_child",
     "CELERYBEAT_SCHEDULE": "beat_schedule",
     "CELERYBEAT_SCHEDULER": "beat_scheduler",
     "CELERYBEAT_MAX_LOOP_INTERVAL": "beat_max_loop_interval",
@@ -106,7 +115,8 @@ OLD_NAMES = {
 
 _RECONNECTS = "celeriac's worker and beat reconnect with a back-off of their own"
 _NO_EXCHANGES = "there are no exchanges: a queue is a name, created when a message is first sent to it"
-_ONE_PROCESS = "a worker runs its tasks on one event loop and a thread pool in one process, with no child processes"
+_ONE_PROCESS = ("the prefork pool replaces its children itself (`--autoscale MAX,MIN`, "
+                "`--max-tasks-per-child`, `--max-memory-per-child`)")
 _OWN_LOGGING = "`celeriac worker` sets up its own logging"
 _CELERY_ARGUMENT = "it is an argument of Celery() that celeriac does not use"
 
@@ -135,10 +145,6 @@ IGNORED: dict[str, str] = {
     "task_default_routing_key": _NO_EXCHANGES,
     "task_default_delivery_mode": "messages are always kept until acknowledged",
     "task_queue_max_priority": "every queue has priorities 0-9",
-    "task_reject_on_worker_lost": "a lost worker's tasks come back when their leases run out",
-    "task_send_sent_event": "the event log records task outcomes, not sends",
-    "worker_max_tasks_per_child": _ONE_PROCESS,
-    "worker_max_memory_per_child": _ONE_PROCESS,
     "worker_proc_alive_timeout": _ONE_PROCESS,
     "worker_pool_restarts": _ONE_PROCESS,
     "worker_autoscaler": _ONE_PROCESS,
@@ -200,6 +206,7 @@ class ResolvedSettings:
     task_always_eager: bool
     task_eager_propagates: bool
     task_store_eager_result: bool
+    task_allow_error_cb_on_chord_header: bool
     task_serializer: str
     result_serializer: str
     accept_content: tuple[str, ...]
@@ -214,9 +221,14 @@ class ResolvedSettings:
     worker_prefetch_multiplier: int
     worker_shutdown_timeout: float
     worker_send_task_events: bool
+    task_send_sent_event: bool
     worker_heartbeat_seconds: float
     events_max: int
     worker_pool: str
+    worker_max_tasks_per_child: int | None
+    worker_max_memory_per_child: int | None  # KiB
+    task_reject_on_worker_lost: bool
+    task_acks_on_failure_or_timeout: bool
     worker_hijack_root_logger: bool
     beat_schedule: Mapping[str, Any]
     beat_scheduler: str | type | None
@@ -228,6 +240,8 @@ class ResolvedSettings:
     enable_utc: bool
     include: tuple[str, ...]
     imports: tuple[str, ...]
+    dashboard_user: str | None
+    dashboard_password_hash: str | None
     tz: dt.tzinfo  # from timezone and enable_utc: the zone crontabs are read in
 
 
@@ -325,10 +339,11 @@ def _seconds(*, minimum: float = 0.0, above: bool = True, optional: bool = False
     return convert
 
 
-def _integer(*, minimum: int = 1, maximum: int | None = None) -> Callable[[str, Any], int]:
-    def convert(name: str, value: Any) -> int:
-        if value is None:
-            return int(DEFAULTS[name])
+def _integer(*, minimum: int = 1, maximum: int | None = None, optional: bool = False) -> Callable[[str, Any], Any]:
+    """An integer ``>= minimum``; with ``optional``, None and 0 mean no value (None)."""
+    def convert(name: str, value: Any) -> int | None:
+        if value is None or (optional and value == 0 and not isinstance(value, bool)):
+            return None if optional else int(DEFAULTS[name])
         number: int | None = None
         if isinstance(value, int) and not isinstance(value, bool):
             number = value
@@ -462,6 +477,7 @@ _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
     "task_always_eager": _bool,
     "task_eager_propagates": _bool,
     "task_store_eager_result": _bool,
+    "task_allow_error_cb_on_chord_header": _bool,
     "task_serializer": _text(choices=SERIALIZERS),
     "result_serializer": _text(),
     "accept_content": _names,
@@ -476,9 +492,14 @@ _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
     "worker_prefetch_multiplier": _integer(minimum=0),
     "worker_shutdown_timeout": _seconds(above=False),
     "worker_send_task_events": _bool,
+    "task_send_sent_event": _bool,
     "worker_heartbeat_seconds": _seconds(),
     "events_max": _integer(),
     "worker_pool": _text(),
+    "worker_max_tasks_per_child": _integer(optional=True),
+    "worker_max_memory_per_child": _integer(optional=True),
+    "task_reject_on_worker_lost": _bool,
+    "task_acks_on_failure_or_timeout": _bool,
     "worker_hijack_root_logger": _bool,
     "beat_schedule": _mapping("entry name -> entry"),
     "beat_scheduler": _scheduler,
@@ -490,6 +511,8 @@ _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
     "enable_utc": _bool,
     "include": _names,
     "imports": _names,
+    "dashboard_user": _text(optional=True),
+    "dashboard_password_hash": _text(optional=True),
 }
 
 assert _CONVERTERS.keys() == DEFAULTS.keys()

@@ -35,6 +35,33 @@ class Request:
     timelimit: tuple[float | None, float | None] = (None, None)
     delivery_count: int = 0  # the fencing token of this run
     origin: str | None = None
+    # The steps still to run after this one, last first (Celery's order: the next is chain[-1]).
+    chain: list[dict[str, Any]] = field(default_factory=list)
+    replaced_task_nesting: int = 0  # how many times the task was replaced (Task.replace)
+    properties: dict[str, Any] = field(default_factory=dict)  # app_id, reply_to, correlation_id ...
+    argsrepr: str | None = None
+    kwargsrepr: str | None = None
+    reply_to: str | None = None
+    correlation_id: str | None = None
+    stamped_headers: list[str] | None = None
+    stamps: dict[str, Any] | None = None
+    called_directly: bool = False  # True for the stand-in request of a task called as a function
+    utc: bool = True
+    # The tasks this one stands in for (Task.replace): read from the message, newest first.
+    replaces: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    # Set by the worker when it stopped waiting for this run (its time_limit passed on a
+    # thread): the body's thread then runs no outcome handlers of its own.
+    abandoned: bool = field(default=False, repr=False)
+
+    @property
+    def time_limit(self) -> float | None:
+        """The hard time limit of this run, in seconds (``timelimit[0]``)."""
+        return self.timelimit[0] if self.timelimit else None
+
+    @property
+    def soft_time_limit(self) -> float | None:
+        """The soft time limit of this run, in seconds (``timelimit[1]``)."""
+        return self.timelimit[1] if self.timelimit else None
 
     def get(self, name: str, default: Any = None) -> Any:
         return getattr(self, name, default)

@@ -2,7 +2,8 @@
 
     CeleriacError
     ├── ConfigurationError         a setting or URL is wrong; the message says how to fix it
-    │   └── AppNotFound            -A (or CELERIAC_APP) names no app that can be imported
+    │   ├── AppNotFound            -A (or CELERIAC_APP) names no app that can be imported
+    │   └── ImproperlyConfigured   Celery's name: a call that cannot work as configured (replace())
     ├── BrokerUnavailable          the broker or result store cannot be reached
     ├── SerializationError         an argument or result cannot be encoded (names the argument)
     ├── DuplicateTaskError         a task id that is still pending or running was enqueued again
@@ -10,15 +11,25 @@
     ├── TimeoutError               AsyncResult.get() ran out of time (also a builtins.TimeoutError)
     ├── TaskError                  a remote exception whose class cannot be re-created here
     ├── TaskRevokedError           the task was revoked or expired before it ran
-    ├── Retry                      raised by Task.retry(); the worker schedules the next attempt
+    ├── TaskPredicate              what a task raises to tell the worker how its call ends:
+    │   ├── Retry                  raised by Task.retry(); the worker schedules the next attempt
+    │   ├── Ignore                 acknowledge the message and record nothing (Task.replace() raises it)
+    │   └── Reject                 requeue=False: dead-letter the message and record FAILURE;
+    │                              requeue=True: hand the message back to its queue, to run again
     ├── MaxRetriesExceededError    Task.retry() was called once too often
-    ├── Ignore                     raise inside a task to leave its state alone
-    ├── Reject                     raise inside a task to send its message to the dead-letter queue
     ├── SoftTimeLimitExceeded      raised inside a task that passed its soft_time_limit
     ├── TimeLimitExceeded          the task passed its hard time_limit and was stopped
     ├── WorkerLostError            the process running the task died
     ├── LeaseLost                  this worker no longer holds the task's lease (fenced off)
     └── ChordError                 a member of a chord's header failed
+
+Celery's other names are here too, so ``from celery.exceptions import ...`` lines keep
+working after the import is changed: ``CeleryError`` (``CeleriacError``),
+``InvalidTaskError`` (a ``SerializationError``), ``AlreadyRegistered``, ``QueueNotFound``,
+``BackendError`` and its ``BackendGetMetaError``/``BackendStoreError``, ``Terminated``,
+``WorkerShutdown``, ``WorkerTerminate``, ``NotConfigured``. An exception a task raises is
+stored with its ``args`` (when JSON can hold them) and re-created from them by ``get()``,
+so ``MyError("a", "b")`` comes back equal to what was raised.
 """
 
 from __future__ import annotations
@@ -35,6 +46,10 @@ class ConfigurationError(CeleriacError):
     """A setting, URL or option is wrong."""
 
 
+class ImproperlyConfigured(ConfigurationError):
+    """Celery's name for a call that cannot work as configured (``replace()`` with an empty chain)."""
+
+
 class AppNotFound(ConfigurationError):
     """The app named by ``-A`` (or ``CELERIAC_APP``) cannot be imported or is not a Celery app.
 
@@ -48,6 +63,10 @@ class BrokerUnavailable(CeleriacError):
 
 class SerializationError(CeleriacError, TypeError):
     """A value cannot be encoded or decoded."""
+
+
+class InvalidTaskError(SerializationError):
+    """Celery's name for a task message that cannot be read."""
 
 
 class DuplicateTaskError(CeleriacError):
@@ -76,20 +95,32 @@ class TimeoutError(CeleriacError, builtins.TimeoutError):
 
 
 class TaskError(CeleriacError):
-    """A task failed with an exception that cannot be re-created in this process."""
+    """A task failed with an exception that cannot be re-created in this process.
 
-    def __init__(self, exc_type: str, message: str, traceback: str | None = None) -> None:
+    ``exc_type`` is the remote class's dotted path, ``exc_args`` its ``args`` when they
+    were stored (``exc_cls_name`` and ``exc_module`` split the path, as Celery's
+    ``UnpickleableExceptionWrapper`` names them).
+    """
+
+    def __init__(self, exc_type: str, message: str = "", traceback: str | None = None,
+                 exc_args: tuple[Any, ...] | None = None) -> None:
         super().__init__(f"{exc_type}: {message}")
         self.exc_type = exc_type
         self.exc_message = message
         self.remote_traceback = traceback
+        self.exc_module, _, self.exc_cls_name = exc_type.rpartition(".")
+        self.exc_args: tuple[Any, ...] = exc_args if exc_args is not None else (message,)
 
 
 class TaskRevokedError(CeleriacError):
     """The task was revoked, or expired, before it could run."""
 
 
-class Retry(CeleriacError):
+class TaskPredicate(CeleriacError):
+    """Raised by a task to tell the worker how its call ends (retry, ignore, reject)."""
+
+
+class Retry(TaskPredicate):
     """Raised by ``Task.retry()`` so the worker schedules another attempt."""
 
     def __init__(
@@ -97,23 +128,37 @@ class Retry(CeleriacError):
         message: str | None = None,
         exc: BaseException | None = None,
         when: float | None = None,
+        is_eager: bool = False,
+        sig: Any = None,
     ) -> None:
         self.message = message
         self.exc = exc
         self.when = when  # seconds from now
+        self.is_eager = is_eager
+        self.sig = sig
         super().__init__(message or (f"Retry in {when}s" if when is not None else "Retry"))
+
+    def humanize(self) -> str:
+        return f"in {self.when}s" if self.when is not None else "now"
 
 
 class MaxRetriesExceededError(CeleriacError):
     """``Task.retry()`` was called after the task's ``max_retries`` were used up."""
 
 
-class Ignore(CeleriacError):
+class Ignore(TaskPredicate):
     """Raise inside a task so the worker acknowledges it and records nothing."""
 
 
-class Reject(CeleriacError):
-    """Raise inside a task to send its message to the dead-letter queue."""
+class Reject(TaskPredicate):
+    """Raise inside a task to refuse its message.
+
+    ``requeue=False`` (the default): the message goes to the dead-letter queue and the
+    task's result is a FAILURE holding this exception (``get()`` raises it), as Celery
+    records it. ``requeue=True``: the message goes back to the head of its queue and runs
+    again (``self.request.delivery_info["redelivered"]`` is then true); nothing is
+    recorded. A task that always requeues runs forever, as with Celery.
+    """
 
     def __init__(self, reason: Any = None, requeue: bool = False) -> None:
         super().__init__(reason)
@@ -139,3 +184,44 @@ class LeaseLost(CeleriacError):
 
 class ChordError(CeleriacError):
     """A member of a chord's header failed, so the chord's body cannot run."""
+
+
+# --- Celery's other names -------------------------------------------------------------
+
+CeleryError = CeleriacError
+
+
+class AlreadyRegistered(CeleriacError):
+    """Celery's name: a task by this name is registered already."""
+
+
+class QueueNotFound(CeleriacError, KeyError):
+    """Celery's name: a queue is not known (queues here are created on first use)."""
+
+
+class BackendError(CeleriacError):
+    """The result store answered with an error."""
+
+
+class BackendGetMetaError(BackendError):
+    """Reading a result from the result store failed."""
+
+
+class BackendStoreError(BackendError):
+    """Writing a result to the result store failed."""
+
+
+class Terminated(CeleriacError):
+    """Celery's name: the task was terminated (``revoke(terminate=True)``)."""
+
+
+class WorkerShutdown(SystemExit):
+    """Celery's name: raised to ask the worker for a warm shutdown."""
+
+
+class WorkerTerminate(SystemExit):
+    """Celery's name: raised to ask the worker for a cold shutdown."""
+
+
+class NotConfigured(UserWarning):
+    """Celery's warning that no configuration was found."""

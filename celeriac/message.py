@@ -122,6 +122,11 @@ def _decode_envelope(raw: bytes, accept_content: frozenset[str]) -> Envelope:
     elif needs_from_wire(raw):
         envelope.args = from_wire(envelope.args)
         envelope.kwargs = from_wire(envelope.kwargs)
+    if (envelope.link or envelope.link_error or envelope.chain or envelope.chord) and needs_from_wire(raw):
+        # The signatures it carries (callbacks, the rest of a chain, a chord's body) are in
+        # wire form whatever the serializer: their arguments become real values again.
+        envelope.link, envelope.link_error = from_wire(envelope.link), from_wire(envelope.link_error)
+        envelope.chain, envelope.chord = from_wire(envelope.chain), from_wire(envelope.chord)
     return envelope
 
 
@@ -193,6 +198,7 @@ class ResultRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     result: Any = None  # the return value in wire form, when SUCCESS
     exc_type: str | None = None  # "module.QualName" of the exception
     exc_message: str | None = None
+    exc_args: list[Any] | None = None  # the exception's args in wire form, when JSON holds them
     traceback: str | None = None
     date_done_ms: int | None = None
     date_started_ms: int | None = None  # when the attempt that wrote this record started

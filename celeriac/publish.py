@@ -30,7 +30,17 @@ KNOWN_OPTIONS = frozenset({
     "group_id", "group_index", "chord", "on_duplicate", "exchange", "producer", "connection",
     "add_to_parent", "compression", "retries", "immutable", "subtask_type", "publisher",
     "reply_to", "delivery_mode", "mandatory", "stamped_headers", "chain", "unique_for_s",
+    # Celery's options kept in the headers (HEADER_OPTIONS, PROPERTY_OPTIONS, stamps), or
+    # accepted with no effect (the rest).
+    "argsrepr", "kwargsrepr", "app_id", "correlation_id", "replaced_task_nesting", "stamps",
+    "content_type", "content_encoding", "user_id", "message_id", "expiration", "timeout",
+    "task_type", "result_cls",
 })
+# Calling options a task reads back from its request (``self.request.argsrepr`` ...), kept
+# in the message's headers under their own names; ``self.request.headers`` leaves them out.
+HEADER_OPTIONS = ("argsrepr", "kwargsrepr", "replaced_task_nesting")
+# Celery's message properties: ``self.request.properties`` (and ``.reply_to``, ``.correlation_id``).
+PROPERTY_OPTIONS = ("app_id", "reply_to", "correlation_id")
 
 
 def to_epoch_ms(when: dt.datetime) -> int:
@@ -64,8 +74,8 @@ def build_message(
         root_id=merged.get("root_id") or (parent.root_id if parent else None) or task_id,
         parent_id=merged.get("parent_id") or (parent.id if parent else None), group_id=merged.get("group_id"),
         group_index=merged.get("group_index"), ignore_result=bool(ignore_result),
-        headers=dict(merged.get("headers") or {}), link=_signatures(merged.get("link")),
-        link_error=_signatures(merged.get("link_error")), chord=merged.get("chord"),
+        headers=protocol_headers(merged), link=_signatures(merged.get("link")),
+        link_error=_signatures(merged.get("link_error")), chord=_chord_info(merged.get("chord")),
         chain=_signatures(merged.get("chain")),
         time_limit=merged.get("time_limit"), soft_time_limit=merged.get("soft_time_limit"),
         serializer=merged.get("serializer") or conf.task_serializer, shadow=merged.get("shadow"),
@@ -85,12 +95,37 @@ def merge_options(conf: Any, name: str, args: list[Any], kwargs: dict[str, Any],
     ``conf`` is ``app.settings`` (or ``app.conf``): only its ``task_routes`` is read.
     """
     if options and not KNOWN_OPTIONS.issuperset(options):
-        unknown = sorted(set(options) - KNOWN_OPTIONS)
-        raise TypeError(f"apply_async() got unknown option(s) {unknown} for task {name!r}")
+        # A stamped header is an option named by stamped_headers (Celery's stamping).
+        unknown = sorted(set(options) - KNOWN_OPTIONS - set(options.get("stamped_headers") or ()))
+        if unknown:
+            raise TypeError(f"apply_async() got unknown option(s) {unknown} for task {name!r}")
     merged = dict(task_options or {})
     merged.update(route(conf.task_routes, name, args, kwargs, options))
     merged.update({k: v for k, v in options.items() if v is not None})
     return merged
+
+
+def protocol_headers(merged: dict[str, Any]) -> dict[str, Any]:
+    """The message's headers: the call's own, plus Celery's options a task reads back.
+
+    ``argsrepr``, ``kwargsrepr`` and ``replaced_task_nesting`` under their names; ``app_id``,
+    ``reply_to`` and ``correlation_id`` under ``properties``; stamps (``stamped_headers`` and
+    the options it names) under ``stamped_headers`` and ``stamps``.
+    """
+    headers = dict(merged.get("headers") or {})
+    for key in HEADER_OPTIONS:
+        if merged.get(key) is not None:
+            headers[key] = merged[key]
+    properties = {key: merged[key] for key in PROPERTY_OPTIONS if merged.get(key) is not None}
+    if properties:
+        headers["properties"] = {**(headers.get("properties") or {}), **properties}
+    stamped = merged.get("stamped_headers")
+    if stamped:
+        names = [stamped] if isinstance(stamped, str) else list(stamped)
+        stamps = dict(headers.get("stamps") or merged.get("stamps") or {})
+        stamps.update({n: merged[n] for n in names if n in merged})
+        headers["stamped_headers"], headers["stamps"] = names, stamps
+    return headers
 
 
 def eta_ms_of(merged: dict[str, Any], now_ms: int) -> int | None:
@@ -142,6 +177,13 @@ def put_arguments(envelope: Envelope, args: list[Any], kwargs: dict[str, Any], a
         envelope.args, envelope.kwargs = check_args(envelope.task, args, kwargs)
     else:
         raise ConfigurationError(f"serializer {envelope.serializer!r} is unknown; use 'json' or 'pickle'")
+
+
+def _chord_info(value: Any) -> dict[str, Any] | None:
+    """A chord member's counting information, its body in wire form (as link signatures are)."""
+    if value is None:
+        return None
+    return to_wire(dict(value), "the chord's body")  # type: ignore[no-any-return]
 
 
 def _signatures(value: Any) -> list[dict[str, Any]]:

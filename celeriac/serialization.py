@@ -91,6 +91,8 @@ def to_wire(value: Any, where: str = "value", depth: int = 0) -> Any:
         if isinstance(value, str):
             return str.__str__(value)  # an exact str, whatever the subclass's __str__ says
         return to_wire(int.__int__(value) if isinstance(value, int) else float.__float__(value), where, depth)
+    if kind.__module__ == "celeriac.result" and hasattr(value, "as_tuple"):
+        return to_wire(value.as_tuple(), where, depth)  # a result travels as its ids, as in Celery
     raise SerializationError(
         f"{where} is a {kind.__module__}.{kind.__qualname__}, which cannot be sent as JSON; "
         "pass plain data (str, int, float, bool, None, list, dict, datetime, UUID, Decimal, "

@@ -1,4 +1,5 @@
-"""Terminal tools: ``celeriac dlq``, ``purge``, ``queues``, ``call``, ``result``.
+"""Terminal tools: ``celeriac dlq``, ``purge``, ``queues``, ``call``, ``result``, ``events``,
+``status``, ``inspect`` and ``control``.
 
 Each prints a readable table (rich) or, with ``--json``, one JSON document for scripts.
 Every table cell that holds data from outside (task ids, queue names, reasons, worker
@@ -182,7 +183,7 @@ def result(ctx: click.Context, task_id: str, timeout: float | None) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def events(ctx: click.Context, follow: bool, limit: int, as_json: bool) -> None:
-    """Show the event log: task outcomes and worker heartbeats."""
+    """Show the event log: tasks received, started and finished, and worker heartbeats."""
     app = _app(ctx)
 
     async def run() -> None:
@@ -194,8 +195,15 @@ def events(ctx: click.Context, follow: bool, limit: int, as_json: bool) -> None:
                     click.echo(raw.decode())
                 else:
                     when = dt.datetime.fromtimestamp(event.ts).strftime("%H:%M:%S.%f")[:-3]
-                    what = f"{event.name}[{event.task_id}]" if event.task_id else f"held={len(event.held or [])}"
-                    extra = f" {event.runtime_s:.4f}s" if event.runtime_s is not None else ""
+                    if event.task_id:
+                        what = f"{event.name}[{event.task_id}]"
+                    elif event.type in (ops.CONTROL_REQUEST, ops.CONTROL_REPLY):
+                        message = ops.decode_control(raw)
+                        what = f"{message.command or ''}[{message.request_id}]"
+                    else:
+                        what = f"held={len(event.held or [])}"
+                    extra = (f" {event.runtime_s:.4f}s" if event.runtime_s is not None
+                             else f" waited {event.wait_s:.4f}s" if event.wait_s is not None else "")
                     click.echo(f"{when} {event.hostname} {event.type} {what}{extra}"
                                f"{' ' + event.exception if event.exception else ''}")
             if not follow:
@@ -208,33 +216,181 @@ def events(ctx: click.Context, follow: bool, limit: int, as_json: bool) -> None:
         _run(run())
 
 
-@click.command("inspect")
-@click.argument("what", type=click.Choice(["active", "stats", "ping"]), default="stats")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def inspect_command(ctx: click.Context, what: str, as_json: bool) -> None:
-    """What live workers hold and have done (from their heartbeats)."""
-    app = _app(ctx)
-    inspector = app.control.inspect()
-    answer = getattr(inspector, what)()
-    if as_json:
-        click.echo(json.dumps(answer))
-        return
-    if not answer:
-        click.echo("no live workers (none sent a heartbeat recently)")
-        return
-    from rich.console import Console  # rich only for a table: --json and the other commands start without it
-    from rich.table import Table
-    from rich.text import Text
+# --- remote control: celeriac status / inspect / control, in Celery's output shape ----------
 
-    table = Table(title=f"inspect {what}")
-    table.add_column("worker")
-    table.add_column(what)
-    for host, value in sorted(answer.items()):
-        table.add_row(Text(host), Text(json.dumps(value)))
-    Console().print(table)
+EX_UNAVAILABLE = 69  # sysexits.h: Celery's exit status when no worker answered
+
+INSPECT_COMMANDS = {
+    # name: (signature shown in --help, how the words after the name become arguments)
+    "active": ("", None), "reserved": ("", None), "scheduled": ("", None), "stats": ("", None),
+    "ping": ("", None), "active_queues": ("", None), "revoked": ("", None), "clock": ("", None),
+    "report": ("", None),
+    "registered": ("[attr1 [attr2 ...]]", lambda words: {"taskinfoitems": list(words)}),
+    "query_task": ("id1 [id2 ...]", lambda words: {"ids": list(words)}),
+    "conf": ("[include_defaults=False]",
+             lambda words: {"with_defaults": bool(words) and words[0].lower() in ("1", "true", "yes", "on")}),
+}
+
+
+def _float_or_none(word: str) -> float | None:
+    return None if word.lower() in ("none", "") else float(word)
+
+
+def _control_arguments(command: str, words: tuple[str, ...]) -> dict[str, Any]:
+    def need(count: int, usage: str) -> None:
+        if len(words) < count:
+            raise click.UsageError(f"control {command} takes arguments: {usage}")
+
+    if command == "rate_limit":
+        need(2, "<task_name> <rate_limit (e.g. 5/s | 5/m | 5/h)>")
+        return {"task_name": words[0], "rate_limit": words[1]}
+    if command == "time_limit":
+        need(2, "<task_name> <soft_secs> [hard_secs]")
+        return {"task_name": words[0], "soft": _float_or_none(words[1]),
+                "hard": _float_or_none(words[2]) if len(words) > 2 else None}
+    if command in ("add_consumer", "cancel_consumer"):
+        need(1, "<queue>")
+        return {"queue": words[0]}
+    if command == "revoke":
+        need(1, "id1 [id2 ...]")
+        return {"task_id": list(words)}
+    if command == "terminate":
+        need(2, "<signal> id1 [id2 ...]")
+        return {"signal": words[0], "task_id": list(words[1:])}
+    return {}
+
+
+CONTROL_COMMANDS = ("rate_limit", "time_limit", "add_consumer", "cancel_consumer", "shutdown", "revoke",
+                    "terminate", "ping")
+
+
+def _pretty(answer: Any) -> tuple[str, str]:
+    """(status, body) for one worker's answer, laid out as Celery's command line does."""
+    if isinstance(answer, list):
+        return "OK", "\n".join(f"* {item}" for item in answer) if answer else "- empty -"
+    if isinstance(answer, dict):
+        if "ok" in answer:
+            return "OK", _indent(_pretty(answer["ok"])[1])
+        if "error" in answer:
+            return "ERROR", _indent(_pretty(answer["error"])[1])
+        return "OK", json.dumps(answer, sort_keys=True, indent=4, default=repr)
+    if isinstance(answer, str):
+        return "OK", answer
+    from pprint import pformat
+
+    return "OK", pformat(answer)
+
+
+def _indent(text: str, by: int = 4) -> str:
+    return "\n".join(" " * by + line for line in text.splitlines())
+
+
+def _say_reply(show_body: bool) -> Any:
+    def say(reply: dict[str, Any]) -> None:
+        for host, answer in reply.items():
+            status, body = _pretty(answer)
+            click.echo(f"->  {host}: {status}")
+            if show_body and body:
+                click.echo(_indent(body))
+    return say
+
+
+class NoReply(click.ClickException):
+    exit_code = EX_UNAVAILABLE
+
+
+def _no_reply() -> click.ClickException:
+    return NoReply("No nodes replied within time constraint")
+
+
+def _nodes_online(count: int) -> str:
+    return f"\n{count} {'node' if count == 1 else 'nodes'} online."
+
+
+def _destination(value: str | None) -> list[str] | None:
+    return [name.strip() for name in value.split(",") if name.strip()] if value else None
+
+
+_timeout_option = click.option("-t", "--timeout", type=float, default=1.0, show_default=True,
+                               help="Seconds to wait for replies.")
+_destination_option = click.option("-d", "--destination", default=None,
+                                   help="Comma-separated worker names (default: every worker).")
+_json_option = click.option("-j", "--json", "as_json", is_flag=True, help="Print the replies as one JSON document.")
+
+
+@click.command("status")
+@_timeout_option
+@_destination_option
+@_json_option
+@click.pass_context
+def status(ctx: click.Context, timeout: float, destination: str | None, as_json: bool) -> None:
+    """List the workers that are online (those that answer a ping)."""
+    app = _app(ctx)
+    replies = app.control.inspect(timeout=timeout, destination=_destination(destination),
+                                  callback=None if as_json else _say_reply(False)).ping()
+    if not replies:
+        raise _no_reply()
+    if as_json:
+        click.echo(json.dumps(replies))
+        return
+    click.echo(_nodes_online(len(replies)))
+
+
+@click.command("inspect")
+@click.argument("command", type=click.Choice(sorted(INSPECT_COMMANDS)), default="stats")
+@click.argument("words", nargs=-1)
+@_timeout_option
+@_destination_option
+@_json_option
+@click.pass_context
+def inspect_command(ctx: click.Context, command: str, words: tuple[str, ...], timeout: float,
+                    destination: str | None, as_json: bool) -> None:
+    """Ask the workers: active, reserved, scheduled, registered, stats, ping, active_queues, ...
+
+    Each worker reads requests from the broker's event log a few times a second and
+    answers the same way.
+    """
+    app = _app(ctx)
+    _, parse = INSPECT_COMMANDS[command]
+    arguments = parse(words) if parse is not None else {}
+    inspector = app.control.inspect(timeout=timeout, destination=_destination(destination),
+                                    callback=None if as_json else _say_reply(True))
+    replies = inspector._request(command, **arguments)
+    if not replies:
+        raise _no_reply()
+    if as_json:
+        click.echo(json.dumps(replies, default=repr))
+        return
+    click.echo(_nodes_online(len(replies)))
+
+
+@click.command("control")
+@click.argument("command", type=click.Choice(CONTROL_COMMANDS))
+@click.argument("words", nargs=-1)
+@_timeout_option
+@_destination_option
+@_json_option
+@click.pass_context
+def control_command(ctx: click.Context, command: str, words: tuple[str, ...], timeout: float,
+                    destination: str | None, as_json: bool) -> None:
+    """Tell the workers: rate_limit TASK RATE, time_limit TASK SOFT [HARD], add_consumer QUEUE,
+    cancel_consumer QUEUE, shutdown, revoke ID..., terminate SIGNAL ID..."""
+    app = _app(ctx)
+    arguments = _control_arguments(command, words)
+    say = None if as_json else _say_reply(True)
+    if command in ("revoke", "terminate"):
+        replies = app.control.revoke(arguments["task_id"], destination=_destination(destination),
+                                     terminate=command == "terminate", signal=arguments.get("signal"),
+                                     reply=True, timeout=timeout, callback=say)
+    else:
+        replies = app.control.broadcast(command, arguments, destination=_destination(destination), reply=True,
+                                        timeout=timeout, callback=say)
+    if not replies:
+        raise _no_reply()
+    if as_json:
+        click.echo(json.dumps(replies, default=repr))
 
 
 def register_tools(group: click.Group) -> None:
-    for command in (dlq, purge, queues, call, result, events, inspect_command):
+    for command in (dlq, purge, queues, call, result, events, status, inspect_command, control_command):
         group.add_command(command)

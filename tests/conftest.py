@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 import pytest
 
 REDIS_URL = os.environ.get("CELERIAC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+POSTGRES_URL = os.environ.get("CELERIAC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -46,17 +47,20 @@ def redis_available() -> bool:
 
 
 def broker_urls(tmp_path_factory: pytest.TempPathFactory | None = None) -> list[str]:
-    return ["memory", "sqlite", "redis"]
+    return ["memory", "sqlite", "redis", "postgres"]
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgres"])
 def backend_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterator[str]:
-    """A fresh URL per test: its own memory name, SQLite file, or Redis key prefix."""
+    """A fresh URL per test: its own memory name, SQLite file, Redis key prefix or PostgreSQL schema."""
     kind = request.param
     if kind == "memory":
         yield f"memory://{uuid.uuid4().hex}"
     elif kind == "sqlite":
         yield f"sqlite:///{tmp_path}/celeriac.db"
+    elif kind == "postgres":
+        with postgres_test_url("test") as url:
+            yield url
     else:
         with redis_test_url("test") as url:
             yield url
@@ -93,3 +97,39 @@ def _cleanup_redis(url: str, prefix: str) -> None:
     for key in client.scan_iter(match=f"{{{prefix}*", count=1000):
         client.delete(key)
     client.close()
+
+
+def postgres_available() -> bool:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def postgres_test_url(label: str) -> Iterator[str]:
+    """A PostgreSQL URL with a fresh schema (``t_<label>_<random>``), dropped afterwards.
+
+    Skips without psycopg or the server (fails under CI).
+    """
+    if not postgres_available():
+        if IN_CI:
+            pytest.fail("psycopg is missing; pip install 'celeriac[postgres]'")
+        pytest.skip("psycopg is not installed")
+    parsed = urlparse(POSTGRES_URL)
+    require_server(f"postgresql://{parsed.hostname or '127.0.0.1'}:{parsed.port or 5432}")
+    schema = f"t_{label}_{uuid.uuid4().hex[:12]}"
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{sep}schema={schema}"
+    finally:
+        drop_postgres_schema(schema)
+
+
+def drop_postgres_schema(schema: str) -> None:
+    import psycopg
+
+    with contextlib.suppress(psycopg.OperationalError), \
+            psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

@@ -32,11 +32,16 @@ async def stamp(ctx: dict[str, Any], i: int) -> None:
     await common.stamp_async(i)
 
 
+async def cpu(ctx: dict[str, Any], i: int) -> None:
+    await common.cpu_async(i)
+
+
 class WorkerSettings:
     functions: ClassVar[list[Any]] = [
         func(noop, name="noop", keep_result=0),
         func(io, name="io", keep_result=0),
         func(stamp, name="stamp", keep_result=0),
+        func(cpu, name="cpu", keep_result=0),
     ]
     redis_settings = RedisSettings.from_dsn(common.REDIS_URL)
     if common.concurrency_override():

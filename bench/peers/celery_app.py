@@ -1,5 +1,7 @@
 """Celery's worker app: ``celery -A bench.peers.celery_app worker [-P threads]``.
 
+On PostgreSQL the broker is kombu's SQLAlchemy transport (``sqla+postgresql+psycopg://``).
+
 Celery's defaults: no result backend (so results are off; ``ignore_result=True`` too),
 acks early, prefetch multiplier 4, prefork with ``-c`` = CPU count (2 here). The same
 app serves the prefork and the threads rows; only the worker's command line differs.
@@ -13,7 +15,13 @@ from celery import Celery, group
 
 from . import common
 
-app = Celery("bench_celery", broker=common.REDIS_URL)
+if common.SERVER == "postgres":
+    # kombu's SQLAlchemy transport (SQLAlchemy from the side directory, on the venv's
+    # psycopg 3), its two tables in the schema bench_celery through libpq's search_path.
+    app = Celery("bench_celery", broker="sqla+" + common.PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    app.conf.broker_transport_options = {"connect_args": {"options": common.pg_search_path("celery")}}
+else:
+    app = Celery("bench_celery", broker=common.REDIS_URL)
 app.conf.task_ignore_result = True
 # Celery 5 warns at start-up unless this is said explicitly; True is its default anyway.
 app.conf.broker_connection_retry_on_startup = True
@@ -34,7 +42,12 @@ def stamp(i: int) -> None:
     common.stamp_sync(i)
 
 
-TASKS: dict[str, Any] = {"noop": noop, "io": io, "stamp": stamp}
+@app.task(name="bench.cpu", ignore_result=True)  # type: ignore[untyped-decorator]
+def cpu(i: int) -> None:
+    common.cpu_sync(i)
+
+
+TASKS: dict[str, Any] = {"noop": noop, "io": io, "stamp": stamp, "cpu": cpu}
 
 
 class Client:

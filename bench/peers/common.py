@@ -1,6 +1,6 @@
 """What every peer's tasks do, written once so no queue gets a cheaper task body.
 
-Each benchmark task is one of three bodies, in a sync and an async flavour:
+Each benchmark task is one of four bodies, in a sync and an async flavour:
 
 ``noop``   INCR the completion counter (the drain run counts completions this way for
            every queue, because "queue length is zero" means different things in each:
@@ -8,6 +8,8 @@ Each benchmark task is one of three bodies, in a sync and an async flavour:
 ``io``     one HTTP GET to the slow local server, then the same INCR.
 ``stamp``  RPUSH ``time.time()`` taken first thing in the task (latency samples, and
            the readiness ping).
+``cpu``    ``CPU_TASK_S`` (5 ms) of pure-Python work in the task's own thread, then the
+           INCR (the CPU-bound drain: one GIL per process, so only processes help).
 
 Sync bodies use redis-py's ``Redis`` and curl_cffi's ``Session``; async bodies use
 ``redis.asyncio`` and curl_cffi's ``AsyncSession``; all with no connection-pool limit.
@@ -37,10 +39,16 @@ import redis.asyncio
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 HTTP_URL = os.environ.get("BENCH_HTTP_URL", "http://127.0.0.1:8765/")
+# Which table a worker or driver is in (the harness sets it): the queues' own server is
+# Redis, PostgreSQL or an SQLite file; completions are counted in Redis whatever it is.
+SERVER = os.environ.get("BENCH_SERVER", "redis")
+PG_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+SQLITE_DIR = Path(os.environ.get("BENCH_SQLITE_DIR", "/tmp/celeriac-bench-sqlite"))
 DONE_KEY = "bench:done"
 ERRORS_KEY = "bench:errors"
 STAMPS_KEY = "bench:stamps"
-TASK_KINDS = ("noop", "io", "stamp")
+TASK_KINDS = ("noop", "io", "stamp", "cpu")
+CPU_TASK_S = 0.005  # the cpu metric: CPU time each task spends in its own thread before the INCR
 # The counter's own pool waits for a free connection instead of opening one per task:
 # 1,000 I/O tasks finishing together would otherwise open 1,000 Redis connections at
 # once, overflow the listen backlog, and hit redis-py's "Too many connections" or
@@ -49,6 +57,30 @@ REDIS_POOL_SIZE = 64
 # Generous socket timeouts: a worker's event loop busy with 1,000 HTTP connections can
 # take seconds to get back to a connect, and a timed-out INCR would lose a completion.
 REDIS_TIMEOUTS = {"socket_connect_timeout": 60.0, "socket_timeout": 60.0}
+
+
+def pg_schema(family: str) -> str:
+    """The PostgreSQL schema of one queue's tables: each queue in its own, in one database."""
+    return os.environ.get("BENCH_PG_SCHEMA_PREFIX", "bench_") + family.replace("-", "_")
+
+
+def sqlite_path(family: str) -> Path:
+    """The SQLite file of one queue (the harness deletes it between runs)."""
+    return SQLITE_DIR / f"{family}.db"
+
+
+def broker_url(family: str) -> str:
+    """The URL of this table's server for a queue that takes one (celeriac, Celery, Huey)."""
+    if SERVER == "postgres":
+        return f"{PG_URL}?schema={pg_schema(family)}"
+    if SERVER == "sqlite":
+        return f"sqlite:///{sqlite_path(family)}"
+    return REDIS_URL
+
+
+def pg_search_path(family: str) -> str:
+    """libpq's ``options`` that put this queue's schema first (for queues with no schema setting)."""
+    return f"-c search_path={pg_schema(family)}"
 
 
 def concurrency_override() -> int | None:
@@ -177,6 +209,19 @@ def noop_sync(i: int) -> None:
     _sync().incr(DONE_KEY)
 
 
+def burn_cpu(seconds: float = CPU_TASK_S) -> None:
+    """Pure-Python work for ``seconds`` of this thread's CPU time: it holds the GIL throughout,
+    as image resizing in Python or a C extension that never releases it would."""
+    until = time.thread_time() + seconds
+    while time.thread_time() < until:
+        pass
+
+
+def cpu_sync(i: int) -> None:
+    burn_cpu()
+    _sync().incr(DONE_KEY)
+
+
 def io_sync(i: int) -> None:
     redis_client = _sync()
     try:
@@ -211,6 +256,11 @@ def _async() -> tuple[Any, Any]:
 
 
 async def noop_async(i: int) -> None:
+    await _async()[0].incr(DONE_KEY)
+
+
+async def cpu_async(i: int) -> None:
+    burn_cpu()  # blocks the event loop meanwhile: what CPU work in an async def task does
     await _async()[0].incr(DONE_KEY)
 
 

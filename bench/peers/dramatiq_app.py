@@ -33,7 +33,12 @@ def stamp(i: int) -> None:
     common.stamp_sync(i)
 
 
-ACTORS: dict[str, Any] = {"noop": noop, "io": io, "stamp": stamp}
+@dramatiq.actor(actor_name="bench_cpu")
+def cpu(i: int) -> None:
+    common.cpu_sync(i)
+
+
+ACTORS: dict[str, Any] = {"noop": noop, "io": io, "stamp": stamp, "cpu": cpu}
 
 
 class Client:

@@ -35,7 +35,12 @@ async def stamp(i: int) -> None:
     await common.stamp_async(i)
 
 
-TASKS: dict[str, Any] = {"noop": noop, "io": io, "stamp": stamp}
+@worker.task(name="cpu", ttl=0)
+async def cpu(i: int) -> None:
+    await common.cpu_async(i)
+
+
+TASKS: dict[str, Any] = {"noop": noop, "io": io, "stamp": stamp, "cpu": cpu}
 
 
 class Client(AsyncPeerClient):

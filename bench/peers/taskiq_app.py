@@ -34,7 +34,12 @@ async def stamp(i: int) -> None:
     await common.stamp_async(i)
 
 
-TASKS: dict[str, Any] = {"noop": noop, "io": io, "stamp": stamp}
+@broker.task(task_name="cpu")
+async def cpu(i: int) -> None:
+    await common.cpu_async(i)
+
+
+TASKS: dict[str, Any] = {"noop": noop, "io": io, "stamp": stamp, "cpu": cpu}
 
 
 class Client(AsyncPeerClient):

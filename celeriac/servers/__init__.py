@@ -19,6 +19,8 @@ SERVERS: dict[str, tuple[str, str, str | None]] = {
     "redis": ("celeriac.servers.redis", "RedisServer", "redis"),
     "rediss": ("celeriac.servers.redis", "RedisServer", "redis"),
     "redis+sentinel": ("celeriac.servers.redis", "RedisServer", "redis"),
+    "postgresql": ("celeriac.servers.postgres", "PostgresServer", "postgres"),
+    "postgres": ("celeriac.servers.postgres", "PostgresServer", "postgres"),
     "django": ("celeriac.contrib.django.server", "DjangoServer", "django"),
 }
 BROKERS = {scheme: entry for scheme, entry in SERVERS.items() if scheme != "django"}

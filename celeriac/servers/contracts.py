@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from ..message import DeadLetter, Delivery, GroupProgress, ResultRecord, now_ms
+from ..stats import StatsRow
 
 
 @dataclass(slots=True)
@@ -38,6 +39,7 @@ class OutgoingMessage:
 class BrokerOptions:
     max_deliveries: int = 5
     events_max: int = 10_000  # the event log keeps about this many of the newest events
+    control_max: int = 1_000  # the control log (remote-control requests and replies) keeps this many
     revoked_ttl_s: float = 86400.0 * 7
     result_expires_s: float | None = 86400.0
 
@@ -45,6 +47,30 @@ class BrokerOptions:
 # Why ``requeue_dead_letters`` left a task id alone (the values of ``RequeueOutcome.skipped``).
 SKIPPED_PENDING = "pending"  # a message with that id is scheduled, queued or reserved: its dead letters stay
 SKIPPED_NOT_FOUND = "not found"  # no dead letter has that id
+
+
+@dataclass(slots=True)
+class QueueStats:
+    """One queue as ``QueueAdmin.queue_stats`` sees it.
+
+    ``queued`` counts messages that can be handed out now (a scheduled message whose eta
+    passed counts here, whether or not a reserve has moved it yet), ``scheduled`` those
+    whose eta is ahead, ``leased`` those reserved under a lease. ``oldest_queued_ms`` is
+    when the longest-waiting queued message became due (published, its eta passed, or its
+    lease ran out and it was put back), in the server's clock; messages released at a
+    worker's shutdown go back to the head of the queue and are left out of it. The two
+    counters only grow: leases that ran out and were found by a reserve, and of those, the
+    ones put back on the queue (the others were dead-lettered past ``max_deliveries``).
+    """
+
+    queue: str
+    queued: int = 0
+    scheduled: int = 0
+    leased: int = 0
+    oldest_queued_ms: int | None = None
+    dead_letters: int = 0
+    lease_expirations: int = 0
+    lease_reclaims: int = 0
 
 
 @dataclass(slots=True)
@@ -134,7 +160,8 @@ class Transport(Protocol):
 
 @runtime_checkable
 class ControlStore(Protocol):
-    """State the workers share beside the messages: revoked ids, rate limits, the event log.
+    """State the workers share beside the messages: revoked ids, rate limits, the event log,
+    the per-minute aggregates and the control log.
 
     "Remember this id until T" is part of the transport's publish (``unique_for_s``),
     because it must be one atomic step with the enqueue.
@@ -153,16 +180,41 @@ class ControlStore(Protocol):
         bucket refills at ``rate_per_s`` up to ``capacity``, in the broker's clock.
         """
 
-    async def emit_events(self, events: Sequence[bytes]) -> None:
-        """Append to the capped event log, dropping the oldest past ``events_max``."""
+    async def emit_events(self, events: Sequence[bytes], stats: Sequence[StatsRow] = ()) -> None:
+        """Append to the capped event log, dropping the oldest past ``events_max``; with
+        ``stats``, also add them to the per-minute aggregates (``record_stats``), in the
+        same round trip (a worker's flush writes both at once)."""
 
     async def read_events(self, after: str | None = None, limit: int = 1000) -> list[tuple[str, bytes]]:
         """Events newer than the id ``after`` (oldest first); with None, the newest ``limit``."""
 
+    async def record_stats(self, rows: Sequence[StatsRow]) -> None:
+        """Add ``rows`` to the per-minute aggregates (``celeriac/stats.py``): counts, sums and
+        bucket counts are added to what is stored for the same (minute, name, queue).
+
+        Minutes more than ``stats.KEEP_MINUTES`` older than the server's clock are pruned
+        (at this call, by housekeeping or by key expiry), never sooner.
+        """
+
+    async def read_stats(self, since_minute: int, until_minute: int) -> list[StatsRow]:
+        """The aggregates of the minutes from ``since_minute`` to ``until_minute`` (both
+        included, epoch minutes), one row per (minute, name, queue), in that order."""
+
+    async def emit_control(self, records: Sequence[bytes]) -> None:
+        """Append remote-control records (requests, replies) to the control log, a capped
+        log apart from the events, dropping the oldest past ``control_max``."""
+
+    async def read_control(self, after: str | None = None, limit: int = 100) -> list[tuple[str, bytes]]:
+        """Control records newer than the id ``after`` (oldest first); with None, the newest ``limit``."""
+
 
 @runtime_checkable
 class QueueAdmin(Protocol):
-    """The reads and actions on queues that ``ops.py`` (the CLI, the dashboard) is built on."""
+    """The reads and actions on queues that ``ops.py`` (the CLI, the dashboard) is built on.
+
+    The lease counters of ``queue_stats`` are kept by ``reserve`` (one counter update per
+    queue in a reserve call that found leases run out), so reading them costs nothing extra.
+    """
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The oldest ``limit`` dead letters, oldest first.
@@ -188,6 +240,15 @@ class QueueAdmin(Protocol):
 
     async def queue_depths(self) -> dict[str, int]:
         """Queued-plus-scheduled counts per queue."""
+
+    async def queue_stats(self) -> dict[str, QueueStats]:
+        """Every queue that holds a message or a dead letter, or whose leases ever ran out:
+        its queued, scheduled and leased counts, its oldest queued message's due time, its
+        dead letters and its lease counters (``QueueStats``), read in one consistent look
+        where the server allows."""
+
+    async def dead_letter_count(self) -> int:
+        """How many dead letters there are (every one, several of one task id included)."""
 
 
 @runtime_checkable

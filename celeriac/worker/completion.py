@@ -6,6 +6,14 @@ stay held (and renewed) until their ack is written; a flush that fails keeps its
 for the next attempt, so nothing is dropped while the broker is away. A record that
 cannot be encoded is never retried: it would hold every later ack behind it forever, so
 it is replaced by a FAILURE that says why, and the batch goes on.
+
+Events and the per-minute counts (``celeriac/stats.py``) ride along: each flush writes the
+events and counts gathered since the last one in one more call (``emit_events(events,
+stats=...)``) after its acks, so under load there is no round trip per task for them. An
+event never triggers a flush by itself, but one waiting longer than ``EVENT_FLUSH_S``
+without an ack to go with it (a long task's start) is written on its own then. Events
+that cannot be written are dropped (they are a view for people); counts are kept for the
+next flush.
 """
 
 from __future__ import annotations
@@ -18,11 +26,13 @@ from ..backoff import Backoff
 from ..message import FAILURE, Delivery, ResultRecord, encode_record
 from ..serialization import safe_text
 from ..servers.contracts import ControlStore, ResultStore, Transport
+from ..stats import StatsBatch, StatsRow
 from .lease import LeaseKeeper
 
 logger = logging.getLogger("celeriac.worker")
 
 RETRY_PAUSE_MAX_S = 2.0
+EVENT_FLUSH_S = 0.5  # an event with no ack to go with waits at most this long
 
 
 class CompletionBuffer:
@@ -39,6 +49,8 @@ class CompletionBuffer:
         self._ack_results: list[ResultRecord] = []
         self._results: list[ResultRecord] = []  # written without an ack: STARTED, RETRY, REVOKED
         self._events: list[bytes] = []
+        self.stats = StatsBatch()  # the worker's counts since the last flush (it adds to them directly)
+        self._event_timer: asyncio.TimerHandle | None = None
         self._wanted = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -65,8 +77,15 @@ class CompletionBuffer:
             self._kick()
 
     def event(self, raw: bytes) -> None:
-        """Queue an event for the next flush; events never trigger a flush of their own."""
+        """Queue an event for the next flush: the next ack's, or one within ``EVENT_FLUSH_S``."""
         self._events.append(raw)
+        if self._event_timer is None and self._task is not None:
+            self._event_timer = asyncio.get_running_loop().call_later(EVENT_FLUSH_S, self._flush_events)
+
+    def _flush_events(self) -> None:
+        self._event_timer = None
+        if self._events or self.stats:
+            self._wanted.set()
 
     def _kick(self) -> None:
         self._idle.clear()
@@ -85,10 +104,14 @@ class CompletionBuffer:
 
     async def stop(self) -> None:
         """Stop flushing; call ``drain()`` first (bounded) for what is buffered."""
-        if self._events:
+        if self._event_timer is not None:
+            self._event_timer.cancel()
+            self._event_timer = None
+        if self._events or self.stats:
             events, self._events = self._events, []
+            stats = self.stats.take()
             try:
-                await self.control.emit_events(events)
+                await self.control.emit_events(events, stats=stats)
             except Exception as exc:
                 logger.warning("could not write %d events at shutdown: %s", len(events), exc)
         if self._task is not None:
@@ -112,19 +135,25 @@ class CompletionBuffer:
                     # A record at fault, not the broker: write the batch again at once without it.
                     self._acks[:0], self._ack_results[:0] = acks, checked_ack_results
                     self._results[:0] = checked_results
+                    self._events[:0] = events
                     self._wanted.set()
                     continue
                 self._acks[:0], self._ack_results[:0], self._results[:0] = acks, ack_results, results
+                self._events[:0] = events
                 await asyncio.sleep(self._writing.failed(exc))
                 self._wanted.set()
                 continue
-            if events:
-                try:
-                    await self.control.emit_events(events)
-                except Exception as exc:  # events are a view for people: never hold acks back
-                    logger.debug("dropped %d events: %s", len(events), exc)
+            if events or self.stats:
+                await self._emit(events, self.stats.take())
             if not (self._acks or self._results):
                 self._idle.set()
+
+    async def _emit(self, events: list[bytes], stats: list[StatsRow]) -> None:
+        try:
+            await self.control.emit_events(events, stats=stats)
+        except Exception as exc:  # events are a view for people: never hold acks back
+            logger.debug("dropped %d events: %s", len(events), exc)
+            self.stats.put_back(stats)  # counts are kept for the next flush (bounded: one row per key)
 
     async def _write(self, acks: list[Delivery], ack_results: list[ResultRecord],
                      results: list[ResultRecord]) -> None:

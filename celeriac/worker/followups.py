@@ -1,10 +1,13 @@
-"""What a finished task sends on: its chain's next step, link callbacks, chord bodies.
+"""What a finished task sends on: its chain's next step, link callbacks, chord bodies;
+and, after a failure, errbacks and the failure of everything that will now never run.
 
 Every follow-up has an id fixed in advance (frozen by the canvas, or derived from the
 parent's id) and is published with ``unique_for_s``, so the broker refuses a second copy.
 A task that runs twice (redelivered after its worker died) therefore still sends each
 follow-up once. A chord member records its result and joins the finished set in one
-atomic, idempotent step; whichever member completes the set sends the body.
+atomic, idempotent step; whichever member completes the set sends the body. A failed
+member fails the chord at once: the body's results become the error and its errbacks are
+called, once; a body that is itself a member of an outer chord fails that one in turn.
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from ..backoff import Backoff
-from ..canvas import Plan, Signature
+from ..canvas import Plan, Signature, errback_call, errback_runs_inline, errback_units, failure_targets, group
 from ..context import Request
 from ..exceptions import ChordError
-from ..message import FAILURE, SUCCESS, Envelope, ResultRecord
+from ..message import FAILURE, SUCCESS, Envelope, ResultRecord, now_ms
+from ..result import PROPAGATE_STATES, exception_from_record
 from ..serialization import from_wire
 from ..task import outcome_record
 
@@ -70,14 +76,45 @@ class FollowUps:
                          traceback: str | None) -> None:
         """Call errbacks, and fail the chain steps that will now never run."""
         await self.call_errbacks(envelope.link_error, envelope.id, request, exc, traceback)
-        if envelope.chain and self.store is not None:
-            records = []
-            for raw in envelope.chain:
-                step = Signature.from_dict(raw, app=self.app)
-                if step.id and step.kind_is_task():
-                    records.append(outcome_record(step.id, FAILURE, name=step.task, exc=exc, tb=traceback))
-            if records:
-                await self.store.store(records)
+        if envelope.chain:
+            await self.fail_canvas(envelope.chain, exc, traceback, envelope.root_id or envelope.id)
+
+    async def on_revoked(self, envelope: Envelope, record: ResultRecord) -> None:
+        """A task that will not run (revoked, expired): the rest of its chain fails with its
+        ``TaskRevokedError``, and a chord it is a member of counts it as failed."""
+        if not (envelope.chain or envelope.chord):
+            return
+        try:
+            if envelope.chain:
+                exc = exception_from_record(record)
+                await self.fail_canvas(envelope.chain, exc, None, envelope.root_id or envelope.id)
+            if envelope.chord:
+                await self.chord_member_done(envelope, record)
+        except Exception:
+            logger.exception("task %s was not run: could not fail what follows it", envelope.id)
+
+    async def fail_canvas(self, parts: list[dict[str, Any]], exc: BaseException | None,
+                          traceback: str | None, root_id: str) -> None:
+        """What will never run now (a failed step's rest of the chain) fails with ``exc``:
+        every task id fixed in it gets that error as its result, so ``get()`` raises it,
+        and a chord that one of them completes counts it as a failed member (its body's
+        errbacks are called), so nothing waits forever."""
+        if self.store is None:
+            return
+        store = self.store
+        records: list[ResultRecord] = []
+        members: list[tuple[dict[str, Any], str, ResultRecord]] = []
+        for raw in parts:
+            for task_id, name, chord_info in failure_targets(raw, app=self.app):
+                record = outcome_record(task_id, FAILURE, name=name, exc=exc, tb=traceback)
+                if chord_info is not None:
+                    members.append((chord_info, task_id, record))
+                else:
+                    records.append(record)
+        if records:
+            await _retrying(lambda: store.store(records), f"fail the {len(records)} tasks after a failure")
+        for info, member_id, record in members:
+            await self._count_member(info, member_id, record, root_id)
 
     async def call_errbacks(self, errbacks: list[dict[str, Any]], task_id: str, request: Request | None,
                             exc: BaseException | None, traceback: str | None) -> None:
@@ -86,36 +123,44 @@ class FollowUps:
         for index, raw in enumerate(errbacks):
             errback = Signature.from_dict(raw, app=self.app)
             task = errback._task()
-            if task is not None and request is not None and _takes_three(task.fun, task.bind):
+            if task is not None and request is not None and errback_runs_inline(task):
+                call_args, call_kwargs = errback_call(errback, request, exc, traceback)
                 try:
-                    value = task.run(*errback.args, request, exc, traceback)
-                    if inspect.isawaitable(value):
-                        await value
+                    if inspect.iscoroutinefunction(getattr(task, "fun", None)):
+                        await task.run(*call_args, **call_kwargs)
+                    else:  # a sync errback must not hold the worker's event loop
+                        value = await asyncio.to_thread(task.run, *call_args, **call_kwargs)
+                        if inspect.isawaitable(value):
+                            await value
                 except Exception:
                     logger.exception("errback %r of task %s raised", errback, task_id)
                 continue
             errback_id = errback.id or derived_id(task_id, "link_error", index)
-            await self._send(errback, (task_id,), {"task_id": errback_id, "parent_id": task_id})
+            root_id = (request.root_id if request is not None else None) or task_id
+            await self._send(errback, (task_id,), {"task_id": errback_id, "parent_id": task_id, "root_id": root_id})
 
     async def chord_member_done(self, envelope: Envelope, record: ResultRecord) -> None:
         assert envelope.chord is not None
+        await self._count_member(envelope.chord, envelope.id, record, envelope.root_id or envelope.id)
+
+    async def _count_member(self, info: dict[str, Any], member_id: str, record: ResultRecord,
+                            root_id: str) -> None:
         if self.store is None:
-            logger.error("task %s is a chord member but no result backend is configured", envelope.id)
+            logger.error("task %s is a chord member but no result backend is configured", member_id)
             return
         store = self.store
-        info = envelope.chord
         progress = await _retrying(
-            lambda: store.record_group_member(info["group_id"], envelope.id, int(info["total"]), record),
-            f"record chord member {envelope.id}",
+            lambda: store.record_group_member(info["group_id"], member_id, int(info["total"]), record),
+            f"record chord member {member_id}",
         )
-        if record.state == FAILURE:
-            await self._fail_chord(info, envelope.id, record)
+        if record.state in PROPAGATE_STATES:
+            await self._fail_chord(info, member_id, record, root_id)
         if progress.done_count >= int(info["total"]):
             # Every member that finds the set complete tries: the body's fixed, unique id
             # makes all but the first a no-op, and covers a member that died right here.
-            await self._call_body(info)
+            await self._call_body(info, member_id, root_id)
 
-    async def _call_body(self, info: dict[str, Any]) -> None:
+    async def _call_body(self, info: dict[str, Any], member_id: str, root_id: str) -> None:
         assert self.store is not None
         member_ids = await self.store.restore_group(info["group_id"])
         if not member_ids:
@@ -127,35 +172,46 @@ class FollowUps:
             return  # a member failed (the chord already failed) or its result expired
         values = [from_wire(found[m].result) for m in member_ids]
         body = Signature.from_dict(info["body"], app=self.app)
-        await self._send(body, (values,), {"parent_id": info["group_id"], "root_id": info["group_id"]})
+        # As in Celery, the body's parent is the member that completed the header.
+        await self._send(body, (values,), {"parent_id": member_id, "root_id": root_id})
 
-    async def _fail_chord(self, info: dict[str, Any], member_id: str, record: ResultRecord) -> None:
+    async def _fail_chord(self, info: dict[str, Any], member_id: str, record: ResultRecord,
+                          root_id: str) -> None:
         assert self.store is not None
+        store = self.store
         # The first failure fails the chord, once: the same idempotent "record and count"
         # step chords use, on a one-member set of failures.
-        first = await self.store.record_group_member(f"{info['group_id']}:failed", member_id, 1, record)
+        first = await store.record_group_member(f"{info['group_id']}:failed", member_id, 1, record)
         if not first.is_newly_complete:
             return
         body = Signature.from_dict(info["body"], app=self.app)
         error = ChordError(f"Dependency {member_id} raised {record.exc_type}: {record.exc_message}")
-        if body.id:
-            await self.store.store([outcome_record(body.id, FAILURE, name=body.task, exc=error)])
-        errbacks = body.options.get("link_error") or []
-        body_request = Request(id=body.id, task=body.task, args=list(body.args), kwargs=body.kwargs,
-                               group=info["group_id"])
-        await self.call_errbacks([dict(e) for e in errbacks], body.id or info["group_id"], body_request,
-                                 error, None)
-
-
-def _takes_three(fun: Any, bind: bool) -> bool:
-    try:
-        params = list(inspect.signature(fun).parameters.values())
-    except (TypeError, ValueError):
-        return False
-    if bind:
-        params = params[1:]
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in params)
+        # The body never runs. What stands for it fails: with the ChordError, or, for a
+        # group body's members, with the member's own error (as Celery does).
+        own_error = isinstance(body, group)
+        records: list[ResultRecord] = []
+        members: list[tuple[dict[str, Any], str, ResultRecord]] = []
+        for task_id, name, chord_info in failure_targets(body, app=self.app):
+            if own_error:
+                failed = msgspec.structs.replace(
+                    record, task_id=task_id, name=name, fencing_token=0, date_done_ms=now_ms(), children=[],
+                    worker=None, parent_id=member_id, group_id=None, args=None, kwargs=None, headers=None)
+            else:
+                failed = outcome_record(task_id, FAILURE, name=name, exc=error)
+            if chord_info is not None:
+                members.append((chord_info, task_id, failed))
+            else:
+                records.append(failed)
+        if records:
+            await _retrying(lambda: store.store(records), f"fail the body of chord {info['group_id']}")
+        exc: BaseException = exception_from_record(record) if own_error else error
+        for unit, errbacks in errback_units(body):
+            unit_id = unit.id or info["group_id"]
+            request = Request(id=unit_id, task=unit.task, args=list(unit.args), kwargs=dict(unit.kwargs),
+                              group=info["group_id"], root_id=root_id, errbacks=[dict(e) for e in errbacks])
+            await self.call_errbacks([dict(e) for e in errbacks], unit_id, request, exc, None)
+        for chord_info, task_id, failed in members:  # the body counted in an outer chord
+            await self._count_member(chord_info, task_id, failed, root_id)
 
 
 async def _retrying(make: Any, what: str) -> Any:

@@ -9,6 +9,7 @@ in a prefetch buffer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
@@ -33,11 +34,13 @@ from ..events import (
     WORKER_HEARTBEAT,
     WORKER_OFFLINE,
     WORKER_ONLINE,
+    received_event,
+    started_event,
     task_event,
     worker_event,
 )
-from ..exceptions import NotRegistered, SerializationError
-from ..execution import Outcome, execute
+from ..exceptions import NotRegistered, Reject, SerializationError
+from ..execution import ExceptionInfo, Outcome, execute
 from ..message import (
     FAILURE,
     RETRY,
@@ -55,7 +58,9 @@ from ..serialization import check_args, dumps_pickle, safe_text, to_wire
 from ..servers import hide_password
 from ..servers.contracts import lost_record
 from ..task import Task, outcome_record
+from . import replaced
 from .completion import CompletionBuffer
+from .control import RemoteControl
 from .followups import FollowUps
 from .lease import LeaseKeeper
 from .limits import bucket_capacity, parse_rate
@@ -79,6 +84,9 @@ SHUTDOWN_FLUSH_TIMEOUT_S = 5.0
 EXIT_SOFTWARE = 70  # sysexits.h EX_SOFTWARE: a part of the worker failed
 OUTCOME_EVENTS = {"success": TASK_SUCCEEDED, "failure": TASK_FAILED, "retry": TASK_RETRIED,
                   "ignore": TASK_SUCCEEDED, "reject": TASK_REJECTED}
+# The per-minute count (celeriac/stats.py) each outcome adds to.
+OUTCOME_COUNTS = {"success": "succeeded", "failure": "failed", "retry": "retried", "ignore": "succeeded",
+                  "reject": "failed"}
 BROKER_RETRY_MAX_S = 10.0
 TRACEBACK_LOG_LIMIT = 20_000  # characters of a failed task's traceback in the worker's log
 
@@ -96,12 +104,13 @@ class Worker:
         self, app: Celery, *, queues: Sequence[str] | None = None, concurrency: int | None = None,
         pool: str | None = None, hostname: str | None = None, lease_s: float | None = None,
         shutdown_timeout_s: float | None = None, until_empty: bool = False,
-        handle_signals: bool = True,
+        handle_signals: bool = True, pool_options: dict[str, Any] | None = None,
     ) -> None:
         self.app = app
         conf = app.settings
         self.queues = list(queues or [conf.task_default_queue])
-        self._pool = make_pool(pool or conf.worker_pool, concurrency or conf.worker_concurrency)
+        # prefork forks its fork server here, before run() starts threads (pool_options: its limits).
+        self._pool = make_pool(pool or conf.worker_pool, concurrency or None, app=app, **(pool_options or {}))
         self.pool = self._pool.name
         self.concurrency = self._pool.concurrency
         self.hostname = expand_hostname(hostname)
@@ -121,6 +130,9 @@ class Worker:
         self.heartbeat_s = float(conf.worker_heartbeat_seconds)
 
         self._running: dict[str, asyncio.Task[None]] = {}
+        # Tasks whose body ended and whose ending (follow-ups, results, ack) is being written:
+        # no longer holding a slot, but a drain or a shutdown waits for them.
+        self._finishing: set[asyncio.Task[Any]] = set()
         self._cancel_reasons: dict[str, str] = {}
         self._slot_free = asyncio.Event()
         self._stop_requested = asyncio.Event()
@@ -131,12 +143,17 @@ class Worker:
         self.tasks_done = 0
         self.exit_code = 0  # non-zero once a part of the worker failed and stopped it
         self._cleanup_deadline = 0.0  # loop time by which shutdown's clean-up steps give up
+        self.remote = RemoteControl(self)  # answers app.control's requests (worker/control.py)
 
     # --- entry ----------------------------------------------------------------------
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self._install_signal_handlers(loop)
+        _send_start_signals(self)
+        starting = getattr(self._pool, "start", None)  # prefork: its first children, and a watch on them
+        if starting is not None:
+            self._supervise(await starting(), "the prefork pool")
         clients = await self.app.clients()
         self.broker, self.store = clients.broker, clients.store
         self.control, self.admin = clients.control, clients.admin
@@ -161,8 +178,10 @@ class Worker:
         )
         if self.sends_events:
             await self.control.emit_events([self._worker_event(WORKER_ONLINE)])
+        await self.remote.start()  # requests sent from here on are for this worker
         signals.worker_ready.send(sender=self)
         self.ready.set()
+        self._remote_task = asyncio.create_task(self.remote.run(self._stop_requested), name="celeriac-remote")
         fetcher = self._supervise(asyncio.create_task(self._fetch_loop(), name="celeriac-fetcher"),
                                   "the fetch loop")
         try:
@@ -214,6 +233,7 @@ class Worker:
 
     def _on_signal(self, sig: int) -> None:
         self._signals_seen += 1
+        self._stop_signal = signal.Signals(sig).name
         if self._signals_seen == 1:
             logger.info("%s received: warm shutdown (running tasks get %.0fs to finish; send it "
                         "again to stop them now)", signal.Signals(sig).name, self.shutdown_timeout_s)
@@ -236,6 +256,9 @@ class Worker:
         try:
             while not self._stop_requested.is_set():
                 free = self.concurrency - len(self._running)
+                if not self.queues:  # every queue cancelled (cancel_consumer): wait for one to be added
+                    await asyncio.wait({stop_waiter}, timeout=IDLE_RESERVE_TIMEOUT_S)
+                    continue
                 if free <= 0:
                     self._slot_free.clear()
                     await self._slot_free.wait()
@@ -252,7 +275,7 @@ class Worker:
                 try:
                     deliveries = reserving.result()
                     is_drained = (not deliveries and self.until_empty and not self._running
-                                  and not await self._has_waiting())
+                                  and not self._finishing and not await self._has_waiting())
                 except Exception as exc:
                     await asyncio.sleep(reserving_backoff.failed(exc))
                     continue
@@ -319,6 +342,7 @@ class Worker:
         return envelope, self.app.get_task(envelope.task)
 
     async def _reject_undecodable(self, delivery: Delivery, exc: Exception) -> None:
+        _send_unusable_message_signal(self, delivery, exc, self.accept_content)
         if isinstance(exc, (SerializationError, NotRegistered)):
             reason = safe_text(str(exc) if not isinstance(exc, NotRegistered) else exc.args[0])
             logger.error("message %s sent to the dead-letter queue: %s", safe_text(delivery.task_id), reason)
@@ -334,6 +358,7 @@ class Worker:
     async def _hand_back(self, delivery: Delivery, exc: Exception) -> None:
         self.keeper.drop(delivery.task_id)
         self._running.pop(delivery.task_id, None)
+        self.remote.task_ended(delivery.task_id)
         try:
             await self.broker.release([delivery])
         except Exception as again:
@@ -342,16 +367,28 @@ class Worker:
 
     async def _start(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any],
                      revoked: dict[str, bool], now: int) -> None:
+        request = self._request(delivery, envelope, task)
+        if signals.task_received.has_receivers:
+            signals.task_received.send(sender=self, request=request)
+        if self.sends_events:
+            self.completion.event(received_event(
+                self.hostname, envelope.id, envelope.task, envelope.queue, envelope.retries,
+                envelope.sent_at_ms / 1000 if envelope.sent_at_ms else None,
+                envelope.eta_ms / 1000 if envelope.eta_ms else None))
         if delivery.task_id in revoked:
-            self._finish_unrun(delivery, envelope, task, "revoked before it started")
+            record = self._finish_unrun(delivery, envelope, task, "revoked before it started", request=request)
+            await self.followups.on_revoked(envelope, record)  # its chain and chord must not wait for it
             return
         if envelope.expires_ms is not None and envelope.expires_ms < now:
-            self._finish_unrun(delivery, envelope, task, "expired before it started")
+            record = self._finish_unrun(delivery, envelope, task, "expired before it started", request=request,
+                                        expired=True)
+            await self.followups.on_revoked(envelope, record)
             return
         if await self._over_rate_limit(delivery, task):
             return
         self.keeper.hold(delivery)
-        self._running[delivery.task_id] = asyncio.create_task(self._run(delivery, envelope, task))
+        self.remote.task_started(delivery, envelope)
+        self._running[delivery.task_id] = asyncio.create_task(self._run(delivery, envelope, task, request))
 
     async def _over_rate_limit(self, delivery: Delivery, task: Task[Any, Any]) -> bool:
         per_second = parse_rate(task.rate_limit or self.app.settings.task_default_rate_limit)
@@ -364,8 +401,12 @@ class Worker:
         return True
 
     def _finish_unrun(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any], reason: str,
-                      started_ms: int | None = None) -> None:
+                      started_ms: int | None = None, request: Request | None = None, expired: bool = False,
+                      terminated: bool = False) -> ResultRecord:
         logger.info("Task %s[%s] %s: not run", envelope.task, envelope.id, reason)
+        if signals.task_revoked.has_receivers:
+            signals.task_revoked.send(sender=task, request=request or self._request(delivery, envelope, task),
+                                      terminated=terminated, signum=None, expired=expired)
         from ..exceptions import TaskRevokedError
 
         record = self._record(delivery, envelope, task, REVOKED, exc=TaskRevokedError(reason),
@@ -374,36 +415,51 @@ class Worker:
         if self.sends_events:
             self.completion.event(task_event(TASK_REVOKED, self.hostname, envelope.id, envelope.task,
                                              queue=envelope.queue, exception=reason))
+            self.completion.stats.row(time.time(), envelope.task, envelope.queue).revoked += 1
+        return record
 
     # --- running --------------------------------------------------------------------
 
-    def _request(self, delivery: Delivery, envelope: Envelope) -> Request:
+    def _request(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any] | None = None) -> Request:
+        headers = envelope.headers or {}
+        properties = dict(headers.get("properties") or {})
+        properties.setdefault("correlation_id", envelope.id)
         return Request(
             id=envelope.id, task=envelope.task, args=envelope.args, kwargs=envelope.kwargs,
             retries=envelope.retries, root_id=envelope.root_id, parent_id=envelope.parent_id,
             group=envelope.group_id, group_index=envelope.group_index,
-            delivery_info={"queue": envelope.queue, "priority": envelope.priority,
-                           "redelivered": delivery.fencing_token > 1},
+            delivery_info={"queue": envelope.queue, "routing_key": envelope.queue, "exchange": "",
+                           "priority": envelope.priority, "redelivered": delivery.fencing_token > 1},
             eta=_iso(envelope.eta_ms), expires=_iso(envelope.expires_ms), hostname=self.hostname,
-            headers=envelope.headers, ignore_result=envelope.ignore_result,
+            # Celery's protocol headers become the request's fields; the call's own stay headers.
+            headers={k: v for k, v in headers.items() if k not in PROTOCOL_HEADERS} if headers else {},
+            ignore_result=envelope.ignore_result,
             callbacks=envelope.link, errbacks=envelope.link_error, chord=envelope.chord,
-            timelimit=(envelope.time_limit, envelope.soft_time_limit),
+            timelimit=self._limits(envelope, task),
             delivery_count=delivery.fencing_token,
+            chain=envelope.chain[::-1], replaced_task_nesting=int(headers.get("replaced_task_nesting") or 0),
+            properties=properties, reply_to=properties.get("reply_to"),
+            correlation_id=properties["correlation_id"], argsrepr=headers.get("argsrepr"),
+            kwargsrepr=headers.get("kwargsrepr"), stamped_headers=headers.get("stamped_headers"),
+            stamps=headers.get("stamps"), replaces=replaced.stands_for(headers),
         )
 
-    async def _run(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any]) -> None:
+    def _limits(self, envelope: Envelope, task: Task[Any, Any] | None) -> tuple[float | None, float | None]:
+        """This run's (time_limit, soft_time_limit): the call's, else the task's, else the app's."""
+        return (envelope.time_limit or (task.time_limit if task else None) or self.default_time_limit,
+                envelope.soft_time_limit or (task.soft_time_limit if task else None) or self.default_soft_time_limit)
+
+    async def _run(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any], request: Request) -> None:
         started_ts = time.time()
         started_ms = int(started_ts * 1000)
         stores_result = not (envelope.ignore_result or task.ignore_result)
+        if self.sends_events:
+            self._started_event(envelope, started_ts)
         try:
-            request = self._request(delivery, envelope)
             if stores_result and (task.track_started or (task.track_started is None and self.track_started)):
-                self.completion.record(self._record(delivery, envelope, task, STARTED, date_started_ms=started_ms))
-            outcome = await execute(
-                task, request, self._pool,
-                envelope.time_limit or task.time_limit or self.default_time_limit,
-                envelope.soft_time_limit or task.soft_time_limit or self.default_soft_time_limit,
-            )
+                self.completion.record(self._record(delivery, envelope, task, STARTED, date_started_ms=started_ms,
+                                                    value={"pid": os.getpid(), "hostname": self.hostname}))
+            outcome = await execute(task, request, self._pool, *request.timelimit)
         except asyncio.CancelledError:
             self._on_cancelled(delivery, envelope, task, started_ms)
             return
@@ -412,19 +468,26 @@ class Worker:
             return
         finally:
             self._running.pop(delivery.task_id, None)
+            self.remote.task_ended(delivery.task_id)
             self._slot_free.set()
         self.tasks_done += 1
+        finishing = asyncio.current_task()
+        if finishing is not None:
+            self._finishing.add(finishing)
+            finishing.add_done_callback(self._finishing.discard)
         try:
-            _outcome_signal(task, envelope, outcome)
             await self._finish(delivery, envelope, task, request, outcome, stores_result, started_ms)
             if self.sends_events:
                 self.completion.event(task_event(
                     OUTCOME_EVENTS[outcome.kind], self.hostname, envelope.id, envelope.task,
                     queue=envelope.queue, started_ts=started_ts, runtime_s=outcome.runtime_s,
                     retries=envelope.retries,
-                    exception=_short(outcome.exc, 500) if outcome.exc is not None else None,
+                    exception=(_short(outcome.exc, 500) if outcome.exc is not None and outcome.kind != "ignore"
+                               else None),
                     result=_short(outcome.value, 100) if outcome.kind == "success" else None,
                 ))
+                self.completion.stats.finished(started_ts + outcome.runtime_s, envelope.task, envelope.queue,
+                                               OUTCOME_COUNTS[outcome.kind], max(outcome.runtime_s, 0.0))
         except Exception as exc:
             await self._finish_failed(delivery, envelope, exc)
 
@@ -456,6 +519,8 @@ class Worker:
                     record = self._record(delivery, envelope, task, FAILURE, exc=exc, date_started_ms=started_ms)
             if envelope.chord and record is not None:
                 await self.followups.chord_member_done(envelope, record)
+            if request.replaces:
+                await self._write_replaced(delivery, envelope, task, request, outcome, record, started_ms)
             self._acknowledge(delivery, envelope, record)
         elif kind == "failure":
             logger.error("%s raised unexpected: %s\n%s", label, _short(outcome.exc, 1000),
@@ -465,6 +530,7 @@ class Worker:
             await self.followups.on_failure(envelope, request, outcome.exc, outcome.traceback)
             if envelope.chord:
                 await self.followups.chord_member_done(envelope, record)
+            await self._replaced_fail(envelope, request, record, outcome)
             self._acknowledge(delivery, envelope, record if stores_result else None)
         elif kind == "retry":
             await self._retry(delivery, envelope, task, outcome, stores_result, label, started_ms)
@@ -472,10 +538,82 @@ class Worker:
             logger.info("%s ignored", label)
             self.completion.ack(delivery, None)
         else:  # reject
-            reason = f"rejected by the task: {outcome.exc}"
-            logger.warning("%s %s; sent to the dead-letter queue", label, reason)
-            self.keeper.drop(delivery.task_id)
-            await self._dead_letter(delivery, reason)
+            await self._reject(delivery, envelope, task, request, outcome, label, started_ms)
+
+    async def _reject(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any], request: Request,
+                      outcome: Outcome, label: str, started_ms: int) -> None:
+        """``Reject(requeue=True)``: back to the queue; else dead-lettered with a FAILURE holding the Reject."""
+        exc = outcome.exc
+        self.keeper.drop(delivery.task_id)
+        if isinstance(exc, Reject) and exc.requeue:
+            logger.info("%s rejected and requeued: %s", label, exc)
+            await self.broker.release([delivery])
+            return
+        reason = safe_text(f"rejected by the task: {exc}")
+        logger.warning("%s %s; sent to the dead-letter queue", label, reason)
+        if not await self.broker.dead_letter(delivery, reason):
+            return  # its lease was taken over: that delivery's outcome counts
+        record = self._record(delivery, envelope, task, FAILURE, exc=exc, tb=outcome.traceback,
+                              date_started_ms=started_ms)
+        if self.store is not None:
+            await self.store.store([record])
+        if signals.task_failure.has_receivers and exc is not None:
+            einfo = ExceptionInfo(exc, outcome.traceback)
+            signals.task_failure.send(sender=task, task_id=envelope.id, exception=exc, args=envelope.args,
+                                      kwargs=envelope.kwargs, traceback=einfo.tb, einfo=einfo)
+        await self._replaced_fail(envelope, request, record, outcome)
+
+    async def _write_replaced(self, delivery: Delivery, envelope: Envelope, task: Task[Any, Any], request: Request,
+                              outcome: Outcome, record: ResultRecord | None, started_ms: int) -> None:
+        """This task replaced others (``Task.replace``): its outcome is theirs too (worker/replaced.py)."""
+        if record is None:  # this task keeps no result of its own; the ones it replaced may
+            try:
+                record = self._record(delivery, envelope, task, SUCCESS, value=outcome.value,
+                                      date_started_ms=started_ms)
+            except SerializationError as exc:
+                record = self._record(delivery, envelope, task, FAILURE, exc=exc, date_started_ms=started_ms)
+        for entry in request.replaces:
+            stand_in = replaced.record_for(entry, record)
+            if entry.get("chord"):
+                await self.followups.chord_member_done(replaced.envelope_for(entry, envelope), stand_in)
+                if stand_in.state == FAILURE:
+                    await self._replaced_never_finish([entry["chord"].get("body")], None, None)
+            else:
+                self.completion.record(stand_in)
+
+    async def _replaced_fail(self, envelope: Envelope, request: Request, record: ResultRecord,
+                             outcome: Outcome) -> None:
+        """This task failed: the tasks it stands in for fail with it, and so do those that
+        the rest of its chain (or its chord's body) stood in for, which will never run now."""
+        if request.replaces:
+            await self._write_replaced_failure(envelope, request, record)
+        never: list[Any] = list(envelope.chain)
+        if envelope.chord:
+            never.append(envelope.chord.get("body"))
+        await self._replaced_never_finish(never, outcome.exc, outcome.traceback)
+
+    async def _write_replaced_failure(self, envelope: Envelope, request: Request, record: ResultRecord) -> None:
+        for entry in request.replaces:
+            stand_in = replaced.record_for(entry, record)
+            if entry.get("chord"):
+                await self.followups.chord_member_done(replaced.envelope_for(entry, envelope), stand_in)
+                await self._replaced_never_finish([entry["chord"].get("body")], None, None)
+            else:
+                self.completion.record(stand_in)
+
+    async def _replaced_never_finish(self, parts: list[Any], exc: BaseException | None, tb: str | None) -> None:
+        entries = replaced.pending_in(parts)
+        if not entries or self.store is None:
+            return
+        from ..exceptions import ChordError
+
+        for entry in entries:
+            failure = replaced.failure_for(entry, exc or ChordError("a task this one depended on failed"), tb)
+            if entry.get("chord"):
+                envelope = Envelope(id=str(entry["id"]), task="celeriac.replaced", chord=entry["chord"])
+                await self.followups.chord_member_done(envelope, failure)
+            else:
+                await self.store.store([failure])
 
     async def _finish_failed(self, delivery: Delivery, envelope: Envelope, exc: Exception) -> None:
         """Finishing itself failed (a broker outage, a result that cannot be written).
@@ -515,6 +653,8 @@ class Worker:
         else:
             next_attempt.args, next_attempt.kwargs = check_args(envelope.task, args, kwargs)
         eta_ms = now_ms() + int(delay_s * 1000) if delay_s > 0 else None
+        # The next attempt is sent now, for its eta (as Celery's retry message is): its wait counts from there.
+        next_attempt.sent_at_ms, next_attempt.eta_ms = time.time() * 1000, eta_ms
         self.keeper.drop(delivery.task_id)
         if not await self.broker.retry(delivery, encode_envelope(next_attempt), eta_ms):
             logger.warning("%s: retry refused, its lease was taken over by another worker", label)
@@ -524,6 +664,14 @@ class Worker:
                                                 tb=outcome.traceback, date_started_ms=started_ms))
 
     # --- events ---------------------------------------------------------------------
+
+    def _started_event(self, envelope: Envelope, started_ts: float) -> None:
+        """task-started, with the wait from when it was sent (or its eta, if later) to now; counted."""
+        due_ms = max(envelope.sent_at_ms, envelope.eta_ms or 0)
+        wait_s = max(started_ts - due_ms / 1000, 0.0) if due_ms else None
+        self.completion.event(started_event(self.hostname, envelope.id, envelope.task, envelope.queue,
+                                            envelope.retries, started_ts, wait_s))
+        self.completion.stats.started(started_ts, envelope.task, envelope.queue, wait_s)
 
     def _worker_event(self, kind: str) -> bytes:
         return worker_event(kind, self.hostname, processed=self.tasks_done, concurrency=self.concurrency,
@@ -542,7 +690,8 @@ class Worker:
         if reason == "revoked":
             logger.info("Task %s[%s] terminated: revoked", envelope.task, envelope.id)
             self.keeper.drop(delivery.task_id)
-            self._finish_unrun(delivery, envelope, task, "revoked (terminated while running)", started_ms)
+            self._finish_unrun(delivery, envelope, task, "revoked (terminated while running)", started_ms,
+                               terminated=True)
             return
         logger.warning("Task %s[%s] cancelled: %s", envelope.task, envelope.id, reason)
         self.keeper.drop(delivery.task_id)
@@ -574,6 +723,8 @@ class Worker:
         # Each step is bounded, so a warm shutdown ends within its timeout plus a few
         # seconds whatever the broker does; a second signal (self._force) cuts it short.
         self._cleanup_deadline = asyncio.get_running_loop().time() + SHUTDOWN_FLUSH_TIMEOUT_S
+        signals.worker_shutting_down.send(sender=self.hostname, sig=getattr(self, "_stop_signal", None),
+                                          how="Cold" if self._force.is_set() else "Warm", exitcode=self.exit_code)
         await self._bounded(asyncio.wait({fetcher}), "stop reserving")
         if self._running and not self._force.is_set():
             logger.info("waiting up to %.0fs for %d running tasks", self.shutdown_timeout_s, len(self._running))
@@ -584,6 +735,8 @@ class Worker:
             running.cancel()
         if leftovers:
             await asyncio.wait(leftovers.values(), timeout=1.0)
+        if self._finishing:  # endings being written (follow-ups, results): their acks come next
+            await asyncio.wait(set(self._finishing), timeout=SHUTDOWN_FLUSH_TIMEOUT_S)
         # Not cut short by a second signal: an ack not written makes a finished task run again.
         if not await self._unless_forced(self.completion.drain(), SHUTDOWN_FLUSH_TIMEOUT_S, forcible=False):
             logger.error("could not write %s within %.0fs; those tasks are handed back and run again",
@@ -609,6 +762,8 @@ class Worker:
                                 "send worker-offline")
         # Running tasks had their time above: bodies still on threads are abandoned now.
         self.abandoned_threads = await self._pool.shutdown(0.0)
+        if self.pool != "prefork" and signals.worker_process_shutdown.has_receivers:
+            signals.worker_process_shutdown.send(sender=self, pid=os.getpid(), exitcode=self.exit_code)
         signals.worker_shutdown.send(sender=self)
         await self._bounded(self.app.close(), "close connections")
         logger.info("%s stopped after %d tasks", self.hostname, self.tasks_done)
@@ -638,14 +793,35 @@ class Worker:
                          f"; {consequence}" if consequence else "")
 
 
-def _outcome_signal(task: Task[Any, Any], envelope: Envelope, outcome: Outcome) -> None:
-    if outcome.kind == "success" and signals.task_success.has_receivers:
-        signals.task_success.send(sender=task, result=outcome.value, task_id=envelope.id)
-    elif outcome.kind == "failure" and signals.task_failure.has_receivers:
-        signals.task_failure.send(sender=task, task_id=envelope.id, exception=outcome.exc,
-                                  args=envelope.args, kwargs=envelope.kwargs, traceback=outcome.traceback)
-    elif outcome.kind == "retry" and signals.task_retry.has_receivers:
-        signals.task_retry.send(sender=task, task_id=envelope.id, reason=outcome.exc)
+# Celery's protocol headers: a task reads them as request fields, not in request.headers.
+PROTOCOL_HEADERS = frozenset({"argsrepr", "kwargsrepr", "replaced_task_nesting", "properties", "stamped_headers",
+                              "stamps", replaced.REPLACES_HEADER})
+
+
+def _send_start_signals(worker: Worker) -> None:
+    """Celery's worker start-up signals, in its order; ``worker_ready`` follows once it reserves.
+
+    ``worker_process_init`` is sent here for the threads and solo pools, whose tasks run in
+    this process (prefork sends it in each child).
+    """
+    signals.celeryd_init.send(sender=worker.hostname, instance=worker, conf=worker.app.conf, options={})
+    signals.worker_init.send(sender=worker)
+    signals.celeryd_after_setup.send(sender=worker.hostname, instance=worker, conf=worker.app.conf)
+    if worker.pool != "prefork":
+        signals.worker_process_init.send(sender=worker)
+
+
+def _send_unusable_message_signal(worker: Worker, delivery: Delivery, exc: Exception,
+                                  accept_content: frozenset[str]) -> None:
+    """``task_unknown`` for a task this worker does not know, ``task_rejected`` for an unreadable message."""
+    if isinstance(exc, NotRegistered):
+        if signals.task_unknown.has_receivers:
+            name = None
+            with contextlib.suppress(Exception):
+                name = decode_envelope(delivery.body, accept_content).task
+            signals.task_unknown.send(sender=worker, name=name, id=delivery.task_id, message=delivery, exc=exc)
+    elif signals.task_rejected.has_receivers:
+        signals.task_rejected.send(sender=worker, message=delivery, exc=exc)
 
 
 def _call_of(envelope: Envelope) -> dict[str, Any]:

@@ -4,7 +4,8 @@
 request, its time limits); the pool calls :func:`~celeriac.execution.run_body` wherever
 it runs bodies and hands back what that returned. ``async def`` tasks never come here:
 they run on the worker's event loop. What a thread cannot do (be stopped) is said here,
-in :class:`ThreadPool`, and nowhere else.
+in :class:`ThreadPool`, and nowhere else; ``-P prefork`` (``prefork.py``) runs bodies in
+child processes, which can be.
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, SupportsInt
 
+from ..config import DEFAULTS
 from ..exceptions import ConfigurationError, TimeLimitExceeded
 from ..execution import run_body
 
 if TYPE_CHECKING:
+    from ..app import Celery
     from ..context import Request
     from ..task import Task
 
@@ -29,7 +33,7 @@ logger = logging.getLogger("celeriac.worker")
 class Pool(Protocol):
     """Runs the bodies of sync tasks, at most ``concurrency`` at once."""
 
-    name: str  # as in ``-P``: "threads", "solo"; "inline" for eager apply()
+    name: str  # as in ``-P``: "threads", "solo", "prefork"; "inline" for eager apply()
     concurrency: int
 
     async def run(self, task: Task[Any, Any], request: Request,
@@ -160,14 +164,53 @@ class InlinePool:
 INLINE = InlinePool()  # holds no state: one serves every apply()
 
 
-def make_pool(name: str, concurrency: SupportsInt) -> Pool:
-    """The pool a worker's ``-P``/``worker_pool`` names (``concurrency`` is ignored by solo)."""
-    if name not in ("threads", "solo"):
-        if name not in ("prefork", "gevent", "eventlet"):
-            raise ConfigurationError(f"pool {name!r} is unknown; use threads or solo")
+def make_pool(name: str, concurrency: SupportsInt | None, *, app: Celery | None = None,
+              max_tasks_per_child: int | None = None, max_memory_per_child: int | None = None,
+              autoscale: tuple[int, int] | None = None) -> Pool:
+    """The pool a worker's ``-P``/``worker_pool`` names.
+
+    ``concurrency`` None: the app's ``worker_concurrency``, except for prefork, where an
+    unchanged default (100) means one child per CPU, as in Celery. ``prefork`` forks its
+    fork server here (see ``prefork.py``): call this before starting threads. The
+    recycling limits default to the app's ``worker_max_tasks_per_child`` and
+    ``worker_max_memory_per_child``; they and ``autoscale`` (max, min) mean something to
+    prefork only. ``solo`` ignores the concurrency.
+    """
+    if name not in ("threads", "solo", "prefork"):
+        if name not in ("gevent", "eventlet"):
+            raise ConfigurationError(f"pool {name!r} is unknown; use threads, prefork or solo")
         logger.warning("pool %r is not available in this version; using threads (async def tasks "
                        "run on the event loop)", name)
         name = "threads"
+    settings = app.settings if app is not None else None
+    if concurrency is None:
+        if settings is None:
+            raise ConfigurationError("make_pool() needs a concurrency or an app")
+        concurrency = settings.worker_concurrency
+        if name == "prefork" and concurrency == DEFAULTS["worker_concurrency"]:
+            concurrency = cpu_count()
     if name == "solo":
         return SoloPool()
-    return ThreadPool(int(concurrency))
+    if name == "threads":
+        return ThreadPool(int(concurrency))
+    if app is None:
+        raise ConfigurationError("the prefork pool needs the app (its children run the app's tasks)")
+    from .prefork import PreforkPool
+
+    most, least = int(concurrency), None
+    if autoscale is not None:
+        most, least = autoscale
+    assert settings is not None
+    return PreforkPool(
+        most, app=app, min_children=least,
+        max_tasks_per_child=max_tasks_per_child or settings.worker_max_tasks_per_child,
+        max_memory_per_child=max_memory_per_child or settings.worker_max_memory_per_child,
+    )
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on (a container's share, where the OS says so)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

@@ -145,8 +145,10 @@ async def test_failing_chord_member_fails_the_chord_and_calls_errback(app: Celer
     body = tasks.tsum.s().on_error(on_chord_error.s())
     res = chord([tasks.add.s(1, 1), tasks.fail.s()], body)()
     await settle(app)
-    with pytest.raises(ChordError, match="member broke"):
+    with pytest.raises(ValueError, match="member broke"):  # get() follows the parents, as Celery's
         res.get(timeout=5)
+    with pytest.raises(ChordError, match="member broke"):  # the body's own result
+        app.AsyncResult(res.id).get(timeout=5)
     assert len(seen) == 1 and isinstance(seen[0], ChordError)
 
 

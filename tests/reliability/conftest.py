@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import redis_test_url
+from ..conftest import postgres_test_url, redis_test_url
 
 HERE = Path(__file__).parent
 LEASE_S = 2.0
@@ -103,11 +103,13 @@ class Run:
         raise AssertionError(f"timed out waiting for {what}; events={self.events()}\n{logs}")
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def run(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Run]:
     with contextlib.ExitStack() as stack:
         if request.param == "sqlite":
             url = f"sqlite:///{tmp_path}/broker.db"
+        elif request.param == "postgres":
+            url = stack.enter_context(postgres_test_url("rel"))
         else:
             url = stack.enter_context(redis_test_url("rel"))
         yield from _scenario(url, tmp_path)

@@ -235,9 +235,9 @@ async def test_make_pool_by_name(caplog: pytest.LogCaptureFixture) -> None:
     pools: list[Pool] = [make_pool("threads", "4"), make_pool("solo", 8)]
     assert [(type(p), p.name, p.concurrency) for p in pools] == [(ThreadPool, "threads", 4), (SoloPool, "solo", 1)]
     with caplog.at_level(logging.WARNING, "celeriac.worker"):
-        fallback = make_pool("prefork", 3)
+        fallback = make_pool("gevent", 3)  # prefork is real now (tests/prefork)
     assert (type(fallback), fallback.concurrency) == (ThreadPool, 3)
-    assert "'prefork' is not available" in caplog.text
+    assert "'gevent' is not available" in caplog.text
     with pytest.raises(ConfigurationError, match="'inline' is unknown"):
         make_pool("inline", 1)  # eager apply()'s pool is not a worker's
     for pool in [*pools, fallback]:

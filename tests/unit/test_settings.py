@@ -216,7 +216,8 @@ def test_django_style_settings_warn_only_about_their_celery_names(caplog: pytest
         CELERY_BROKER_URL = "memory://django-style"
         CELERY_RESULT_EXPIRES = dt.timedelta(hours=1)
         CELERY_TASK_ALWAYS_EAGER = True
-        CELERY_WORKER_MAX_TASKS_PER_CHILD = 100  # a Celery setting celeriac ignores: info, not a warning
+        CELERY_WORKER_MAX_TASKS_PER_CHILD = 100  # read by -P prefork
+        CELERY_WORKER_POOL_RESTARTS = True  # a Celery setting celeriac ignores: info, not a warning
         CELERYD_CONCURRENCY = 3  # an old name
 
         def is_overridden(self, setting: str) -> bool:
@@ -231,10 +232,11 @@ def test_django_style_settings_warn_only_about_their_celery_names(caplog: pytest
     resolved = app.settings
     assert resolved.broker_url == "memory://django-style" and resolved.result_expires == 3600.0
     assert resolved.task_always_eager is True and resolved.worker_concurrency == 3
+    assert resolved.worker_max_tasks_per_child == 100
     assert warnings_of(caplog) == []
     ignored = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert len(ignored) == 1 and ignored[0].startswith(
-        "celeriac ignores the setting CELERY_WORKER_MAX_TASKS_PER_CHILD: ")
+        "celeriac ignores the setting CELERY_WORKER_POOL_RESTARTS: ")
 
 
 def test_a_config_module_without_namespace_warns_only_about_setting_like_names(

@@ -21,11 +21,13 @@ from urllib.parse import urlparse
 from ..._notify import Notifier, wait_for_notice
 from ...exceptions import DuplicateTaskError
 from ...message import DeadLetter, Delivery, ResultRecord, now_ms
+from ...stats import KEEP_MINUTES, StatsRow, merged
 from ..contracts import (
     SKIPPED_NOT_FOUND,
     SKIPPED_PENDING,
     BrokerOptions,
     OutgoingMessage,
+    QueueStats,
     RequeueOutcome,
     lost_record,
     max_deliveries_reason,
@@ -62,6 +64,10 @@ class MemoryState:
     dead: dict[int, DeadLetter] = field(default_factory=dict)  # by a sequence number: oldest first
     unique_ids: dict[str, int] = field(default_factory=dict)  # id -> remembered until (ms, a broker's clock)
     events: deque[tuple[int, bytes]] = field(default_factory=deque)
+    control: deque[tuple[int, bytes]] = field(default_factory=deque)
+    stats: dict[tuple[int, str, str], StatsRow] = field(default_factory=dict)
+    lease_counters: dict[str, list[int]] = field(default_factory=dict)  # queue -> [expired, reclaimed]
+    stats_pruned_at: int = 0  # the minute of the last pruning of ``stats``
     buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # key -> (tokens, at_s)
     results: dict[str, tuple[ResultRecord, float | None]] = field(default_factory=dict)
     groups: dict[str, set[str]] = field(default_factory=dict)
@@ -207,6 +213,8 @@ class MemoryBroker:
             if m.lease_expires_at_ms > now:  # renewed: its fresh heap entry is further on
                 continue
             m.expired_count += 1
+            counters = st.lease_counters.setdefault(m.queue, [0, 0])
+            counters[0] += 1
             if m.expired_count >= self.options.max_deliveries:
                 reason = max_deliveries_reason(m.expired_count, self.options.max_deliveries)
                 self._kill(m, reason, now)
@@ -214,6 +222,7 @@ class MemoryBroker:
 
                 write_records(st, [lost_record(m.task_id, reason, m.delivery_count)], self.options.result_expires_s)
                 continue
+            counters[1] += 1
             m.seq = next(st.seq)
             m.eta_ms = now
             self._put(m, now)
@@ -363,23 +372,59 @@ class MemoryBroker:
             self.state.buckets[key] = (tokens, now)
             return (1 - tokens) / rate_per_s
 
-    async def emit_events(self, events: Sequence[bytes]) -> None:
+    async def emit_events(self, events: Sequence[bytes], stats: Sequence[StatsRow] = ()) -> None:
         with self.state.lock:
-            log = self.state.events
-            for raw in events:
-                log.append((next(self.state.seq), raw))
-            while len(log) > self.options.events_max:
-                log.popleft()
+            self._append(self.state.events, events, self.options.events_max)
+            if stats:
+                self._add_stats(stats)
 
     async def read_events(self, after: str | None = None, limit: int = 1000) -> list[tuple[str, bytes]]:
+        return self._read(self.state.events, after, limit)
+
+    async def emit_control(self, records: Sequence[bytes]) -> None:
         with self.state.lock:
-            log = list(self.state.events)
+            self._append(self.state.control, records, self.options.control_max)
+
+    async def read_control(self, after: str | None = None, limit: int = 100) -> list[tuple[str, bytes]]:
+        return self._read(self.state.control, after, limit)
+
+    def _append(self, log: deque[tuple[int, bytes]], records: Sequence[bytes], cap: int) -> None:
+        for raw in records:
+            log.append((next(self.state.seq), raw))
+        while len(log) > cap:
+            log.popleft()
+
+    def _read(self, log: deque[tuple[int, bytes]], after: str | None, limit: int) -> list[tuple[str, bytes]]:
+        with self.state.lock:
+            entries = list(log)
         if after is None:
-            chosen = log[-limit:]
+            chosen = entries[-limit:] if limit > 0 else []
         else:
-            start = bisect.bisect_right([event_id for event_id, _ in log], int(after))
-            chosen = log[start : start + limit]
-        return [(str(event_id), raw) for event_id, raw in chosen]
+            start = bisect.bisect_right([entry_id for entry_id, _ in entries], int(after))
+            chosen = entries[start : start + limit]
+        return [(str(entry_id), raw) for entry_id, raw in chosen]
+
+    async def record_stats(self, rows: Sequence[StatsRow]) -> None:
+        with self.state.lock:
+            self._add_stats(rows)
+
+    def _add_stats(self, rows: Sequence[StatsRow]) -> None:
+        kept = self.state.stats
+        for row in rows:
+            found = kept.get(row.key)
+            if found is None:
+                found = kept[row.key] = StatsRow(*row.key)
+            found.add(row)
+        minute = self.clock_ms() // 60_000
+        if minute != self.state.stats_pruned_at:  # once a minute
+            self.state.stats_pruned_at = minute
+            for key in [k for k in kept if k[0] < minute - KEEP_MINUTES]:
+                del kept[key]
+
+    async def read_stats(self, since_minute: int, until_minute: int) -> list[StatsRow]:
+        with self.state.lock:
+            chosen = [row for key, row in self.state.stats.items() if since_minute <= key[0] <= until_minute]
+            return merged(chosen)  # copies, in key order
 
     async def queue_depths(self) -> dict[str, int]:
         depths: dict[str, int] = {}
@@ -388,3 +433,35 @@ class MemoryBroker:
                 if m.state in (QUEUED, SCHEDULED):
                     depths[m.queue] = depths.get(m.queue, 0) + 1
         return depths
+
+    async def queue_stats(self) -> dict[str, QueueStats]:
+        found: dict[str, QueueStats] = {}
+
+        def of(queue: str) -> QueueStats:
+            stats = found.get(queue)
+            if stats is None:
+                stats = found[queue] = QueueStats(queue)
+            return stats
+
+        with self.state.lock:
+            now = self.clock_ms()
+            for m in self.state.messages.values():
+                stats = of(m.queue)
+                if m.state == RESERVED:
+                    stats.leased += 1
+                elif m.eta_ms > now:
+                    stats.scheduled += 1
+                else:
+                    stats.queued += 1
+                    if m.seq >= 0 and (stats.oldest_queued_ms is None or m.eta_ms < stats.oldest_queued_ms):
+                        stats.oldest_queued_ms = m.eta_ms  # released ones (seq < 0) are left out
+            for dl in self.state.dead.values():
+                of(dl.queue).dead_letters += 1
+            for queue, (expired, reclaimed) in self.state.lease_counters.items():
+                stats = of(queue)
+                stats.lease_expirations, stats.lease_reclaims = expired, reclaimed
+        return found
+
+    async def dead_letter_count(self) -> int:
+        with self.state.lock:
+            return len(self.state.dead)

@@ -19,6 +19,8 @@ Per queue, all under the hash tag ``{P:Q}`` so one queue lives in one Redis Clus
     {P:Q}:dead-letters  HASH  dead letter -> "<priority>:<deliveries>:<len(reason)>:<reason><body>";
                               n counts one id's dead letters from 1, the highest the newest
                               (a bare "<task id>" entry, from before n, counts as n = 0)
+    {P:Q}:counters      HASH  "expired": leases run out (counted by reserve), "reclaimed": of
+                              those, the ones put back on the queue; they only grow
     {P:Q}:call:<id>     STR   the reply of one publish, ack, release, retry or dead-letter call
                               (<id>: 32 random hex digits, new for each call of the broker's
                               method, the same in every retry of it), kept for call_memory_ms
@@ -29,6 +31,9 @@ Global:
 
     {P}:queues             SET   every queue name published to (for depths and the DLQ)
     {P}:events             STREAM the capped event log, field "e" holding one event
+    {P}:control            STREAM the capped control log (remote-control requests, replies), field "e"
+    {P}:stats:<minute>     HASH  per-minute aggregates of one epoch minute: "<name>\\0<queue>\\0<metric>"
+                                 -> number (celeriac/stats.py), expiring KEEP_MINUTES after written
     {P}:call:<id>          STR   as {P:Q}:call:<id>, for an ack that names no message
     {P:revoked}:<id>       STR   "1" (terminate) or "0", expiring after revoked_ttl_s
     P:result:<id>          STR   the msgspec-JSON ResultRecord, expiring after result_expires
@@ -63,6 +68,7 @@ class QueueKeys:
     wake: str
     dead: str
     dead_letters: str
+    counters: str
     call_prefix: str
 
     def call(self, call_id: str) -> str:
@@ -84,6 +90,7 @@ def queue_keys(prefix: str, queue: str) -> QueueKeys:
         wake=f"{tag}:wake",
         dead=f"{tag}:dead",
         dead_letters=f"{tag}:dead-letters",
+        counters=f"{tag}:counters",
         call_prefix=f"{tag}:call:",
     )
 
@@ -95,6 +102,8 @@ class Keys:
         self.prefix = prefix
         self.queues = f"{{{prefix}}}:queues"
         self.events = f"{{{prefix}}}:events"
+        self.control = f"{{{prefix}}}:control"
+        self.stats_prefix = f"{{{prefix}}}:stats:"
         self.call_prefix = f"{{{prefix}}}:call:"
         self.revoked_prefix = f"{{{prefix}:revoked}}:"
         self.result_prefix = f"{prefix}:result:"
@@ -112,6 +121,9 @@ class Keys:
 
     def call(self, call_id: str) -> str:
         return self.call_prefix + call_id
+
+    def stats(self, minute: int) -> str:
+        return f"{self.stats_prefix}{minute}"
 
     def revoked(self, task_id: str) -> str:
         return self.revoked_prefix + task_id

@@ -37,11 +37,13 @@ from typing import Any
 
 from ...exceptions import DuplicateTaskError
 from ...message import READY_STATES, DeadLetter, Delivery, ResultRecord, encode_record
+from ...stats import KEEP_MINUTES, StatsRow, rows_from_items
 from ..contracts import (
     SKIPPED_NOT_FOUND,
     SKIPPED_PENDING,
     BrokerOptions,
     OutgoingMessage,
+    QueueStats,
     RequeueOutcome,
     lost_record,
     max_deliveries_reason,
@@ -90,8 +92,8 @@ def result_args(
 
 
 def _reserve_args(keys: Keys, options: BrokerOptions) -> tuple[Any, ...]:
-    """reserve-11.lua's ARGV after max_count and lease_ms: dead-lettering and its FAILURE record."""
-    # Placeholders reserve-11.lua fills in; the record's JSON itself comes from message.py.
+    """reserve-12.lua's ARGV after max_count and lease_ms: dead-lettering and its FAILURE record."""
+    # Placeholders reserve-12.lua fills in; the record's JSON itself comes from message.py.
     record = lost_record("@celeriac-task-id@", "@celeriac-reason@", 2222222222)
     record.date_done_ms = 1111111111111
     record_template = encode_record(record).decode()
@@ -172,7 +174,7 @@ class RedisBroker:
             for queue in queues:
                 qk = self.keys.queue(queue)
                 keys += (qk.ready, qk.scheduled, qk.leases, qk.bodies, qk.priorities, qk.deliveries,
-                         qk.expiries, qk.seq, qk.wake, qk.dead, qk.dead_letters)
+                         qk.expiries, qk.seq, qk.wake, qk.dead, qk.dead_letters, qk.counters)
             found = self._reserve_keys[queues] = (keys, [self.keys.queue(q).wake for q in queues])
         return found
 
@@ -376,17 +378,63 @@ class RedisBroker:
         wait_s = await self.connection.run("take-rate-token", [self.keys.rate_bucket(key)], [rate_per_s, capacity])
         return float(wait_s)
 
-    async def emit_events(self, events: Sequence[bytes]) -> None:
-        if events:
+    async def emit_events(self, events: Sequence[bytes], stats: Sequence[StatsRow] = ()) -> None:
+        if stats:
+            await self._record_stats(events, stats)
+        elif events:
             await self.connection.run("emit-events", [self.keys.events], [self.options.events_max, *events])
 
+    async def record_stats(self, rows: Sequence[StatsRow]) -> None:
+        if rows:
+            await self._record_stats((), rows)
+
+    async def _record_stats(self, events: Sequence[bytes], rows: Sequence[StatsRow]) -> None:
+        keys = [self.keys.events]
+        index_of: dict[int, int] = {}
+        items: list[Any] = []
+        for row in rows:
+            k = index_of.get(row.minute)
+            if k is None:
+                keys.append(self.keys.stats(row.minute))
+                k = index_of[row.minute] = len(keys)
+            prefix = f"{row.name}\0{row.queue}\0"
+            for metric, value in row.items():
+                items += (k, prefix + metric, repr(float(value)))
+        await self.connection.run("record-stats", keys, [self.options.events_max, len(events), *events,
+                                                         (KEEP_MINUTES + 1) * 60_000, *items])
+
+    async def read_stats(self, since_minute: int, until_minute: int) -> list[StatsRow]:
+        minutes = range(since_minute, until_minute + 1)
+        if not minutes:
+            return []
+        pipe = self.connection.client.pipeline(transaction=False)
+        for minute in minutes:
+            pipe.hgetall(self.keys.stats(minute))
+        found: list[tuple[int, str, str, str, float]] = []
+        for minute, fields in zip(minutes, await pipe.execute(), strict=True):
+            for raw_field, raw_value in fields.items():
+                name, _, rest = _text(raw_field).partition("\0")
+                queue, _, metric = rest.partition("\0")
+                found.append((minute, name, queue, metric, float(raw_value)))
+        return rows_from_items(found)
+
+    async def emit_control(self, records: Sequence[bytes]) -> None:
+        if records:
+            await self.connection.run("emit-events", [self.keys.control], [self.options.control_max, *records])
+
+    async def read_control(self, after: str | None = None, limit: int = 100) -> list[tuple[str, bytes]]:
+        return await self._read_stream(self.keys.control, after, limit)
+
     async def read_events(self, after: str | None = None, limit: int = 1000) -> list[tuple[str, bytes]]:
+        return await self._read_stream(self.keys.events, after, limit)
+
+    async def _read_stream(self, key: str, after: str | None, limit: int) -> list[tuple[str, bytes]]:
         client = self.connection.client
         entries: Any  # [(id, {b"e": body})]
         if after is None:
-            entries = (await client.xrevrange(self.keys.events, count=limit))[::-1]  # type: ignore[index]
+            entries = (await client.xrevrange(key, count=limit))[::-1]  # type: ignore[index]
         else:
-            entries = await client.xrange(self.keys.events, min=f"({after}", count=limit)
+            entries = await client.xrange(key, min=f"({after}", count=limit)
         return [(entry_id.decode(), fields[b"e"]) for entry_id, fields in entries]
 
     async def queue_depths(self) -> dict[str, int]:
@@ -396,3 +444,29 @@ class RedisBroker:
         keys = [k for q in queues for k in (self.keys.queue(q).ready, self.keys.queue(q).scheduled)]
         counts = await self.connection.run("depths", keys, [])
         return {q: int(n) for q, n in zip(queues, counts, strict=True) if n}
+
+    async def queue_stats(self) -> dict[str, QueueStats]:
+        queues = await self._queue_names()
+        if not queues:
+            return {}
+        keys: list[str] = []
+        for queue in queues:
+            qk = self.keys.queue(queue)
+            keys += (qk.ready, qk.scheduled, qk.leases, qk.dead_letters, qk.counters)
+        reply = await self.connection.run("queue-stats", keys, [])
+        found = {}
+        for g, queue in enumerate(queues):
+            queued, scheduled, leased, oldest, dead, expired, reclaimed = (int(n) for n in reply[7 * g : 7 * g + 7])
+            if queued or scheduled or leased or dead or expired:
+                found[queue] = QueueStats(queue, queued, scheduled, leased, oldest if oldest >= 0 else None, dead,
+                                          expired, reclaimed)
+        return found
+
+    async def dead_letter_count(self) -> int:
+        queues = await self._queue_names()
+        if not queues:
+            return 0
+        pipe = self.connection.client.pipeline(transaction=False)
+        for queue in queues:
+            pipe.hlen(self.keys.queue(queue).dead_letters)
+        return sum(int(n) for n in await pipe.execute())

@@ -43,7 +43,7 @@ MAX_PURGE_BATCHES = 40  # per pass; whatever is left waits for the next pass
 
 # The batched deletes of what expires (sql/housekeeping.sql), one per table.
 _EXPIRING = ["purge-expired-results", "purge-expired-group-members", "purge-expired-groups",
-             "purge-expired-unique-ids", "purge-expired-revoked-ids"]
+             "purge-expired-unique-ids", "purge-expired-revoked-ids", "purge-old-stats"]
 
 _notifiers: dict[str, Notifier] = {}
 _notifiers_lock = threading.Lock()

@@ -15,6 +15,7 @@ the database's setting.
 
 from __future__ import annotations
 
+from ...stats import KEEP_MINUTES
 from ..queries import MARKS, load_query_files
 
 # celeriac_messages.state
@@ -29,10 +30,11 @@ CONSTANTS: dict[str, object] = {
     "QUEUED": QUEUED, "RESERVED": RESERVED, "SCHEDULED": SCHEDULED,
     "JOURNAL_SIZE_LIMIT": JOURNAL_SIZE_LIMIT, "BUSY_TIMEOUT_MS": BUSY_TIMEOUT_MS,
     "CHECKPOINT_BUSY_MS": CHECKPOINT_BUSY_MS, "OLD_DEAD_LETTERS": OLD_DEAD_LETTERS,
+    "STATS_KEEP_MINUTES": KEEP_MINUTES,
 }
 PER_CALL = (MARKS, "synchronous")
 FILES = ("sql/connection.sql", "sql/messages.sql", "sql/control.sql", "sql/admin.sql", "sql/results.sql",
-         "sql/housekeeping.sql", "sql/upgrade.sql")
+         "sql/housekeeping.sql", "sql/upgrade.sql", "sql/stats.sql")
 
 
 def load_statements() -> dict[str, str]:

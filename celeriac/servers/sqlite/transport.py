@@ -16,11 +16,13 @@ from collections.abc import Callable, Sequence
 from ..._notify import wait_for_notice
 from ...exceptions import DuplicateTaskError
 from ...message import DeadLetter, Delivery, ResultRecord, now_ms
+from ...stats import StatsRow, rows_from_items
 from ..contracts import (
     SKIPPED_NOT_FOUND,
     SKIPPED_PENDING,
     BrokerOptions,
     OutgoingMessage,
+    QueueStats,
     RequeueOutcome,
     lost_record,
     max_deliveries_reason,
@@ -156,8 +158,15 @@ class SQLiteBroker:
 
     def _reclaim_expired(self, conn: sqlite3.Connection, now: int) -> None:
         limit = self.options.max_deliveries
+        expired = conn.execute(SQL["count-lease-expiries"], (now,)).fetchall()  # per queue, for queue_stats
+        if not expired:
+            return
         conn.execute(SQL["count-run-out-leases"], (now,))
         doomed = conn.execute(SQL["take-past-max-deliveries"], (now, limit)).fetchall()
+        buried: dict[str, int] = {}
+        for r in doomed:
+            buried[r[1]] = buried.get(r[1], 0) + 1
+        conn.executemany(SQL["add-lease-expiries"], [(queue, n, n - buried.get(queue, 0)) for queue, n in expired])
         conn.executemany(
             SQL["insert-dead-letter"],
             [(r[0], r[1], r[2], max_deliveries_reason(r[3], limit), now, r[4], r[5]) for r in doomed],
@@ -309,18 +318,51 @@ class SQLiteBroker:
 
         return await self.db.run(lambda conn: transaction(conn, apply))
 
-    async def emit_events(self, events: Sequence[bytes]) -> None:
-        if not events:
+    async def emit_events(self, events: Sequence[bytes], stats: Sequence[StatsRow] = ()) -> None:
+        if not events and not stats:
             return
         cap = self.options.events_max
 
         def apply(conn: sqlite3.Connection) -> None:
-            cursor = conn.executemany(SQL["append-event"], [(e,) for e in events])
-            last = conn.execute(SQL["last-event-id"]).fetchone()[0]
-            conn.execute(SQL["drop-events-up-to"], (last - cap,))
-            del cursor
+            if events:
+                conn.executemany(SQL["append-event"], [(e,) for e in events])
+                last = conn.execute(SQL["last-event-id"]).fetchone()[0]
+                conn.execute(SQL["drop-events-up-to"], (last - cap,))
+            if stats:
+                _add_stats(conn, stats)
 
         await self.db.run(lambda conn: transaction(conn, apply))
+
+    async def record_stats(self, rows: Sequence[StatsRow]) -> None:
+        if rows:
+            await self.db.run(lambda conn: transaction(conn, lambda c: _add_stats(c, rows)))
+
+    async def read_stats(self, since_minute: int, until_minute: int) -> list[StatsRow]:
+        items = await self.db.run(
+            lambda conn: conn.execute(SQL["read-stats"], (since_minute, until_minute)).fetchall())
+        return rows_from_items(items)
+
+    async def emit_control(self, records: Sequence[bytes]) -> None:
+        if not records:
+            return
+        cap = self.options.control_max
+
+        def apply(conn: sqlite3.Connection) -> None:
+            conn.executemany(SQL["append-control"], [(r,) for r in records])
+            last = conn.execute(SQL["last-control-id"]).fetchone()[0]
+            conn.execute(SQL["drop-control-up-to"], (last - cap,))
+
+        await self.db.run(lambda conn: transaction(conn, apply))
+
+    async def read_control(self, after: str | None = None, limit: int = 100) -> list[tuple[str, bytes]]:
+        def query(conn: sqlite3.Connection) -> list[tuple[str, bytes]]:
+            if after is None:
+                rows = conn.execute(SQL["newest-control"], (limit,)).fetchall()
+            else:
+                rows = conn.execute(SQL["control-after"], (int(after), limit)).fetchall()
+            return [(str(r[0]), r[1]) for r in rows]
+
+        return await self.db.run(query)
 
     async def read_events(self, after: str | None = None, limit: int = 1000) -> list[tuple[str, bytes]]:
         def query(conn: sqlite3.Connection) -> list[tuple[str, bytes]]:
@@ -335,6 +377,34 @@ class SQLiteBroker:
     async def queue_depths(self) -> dict[str, int]:
         rows = await self.db.run(lambda conn: conn.execute(SQL["queue-depths"]).fetchall())
         return {r[0]: r[1] for r in rows}
+
+    async def queue_stats(self) -> dict[str, QueueStats]:
+        now = self.clock_ms()
+
+        def query(conn: sqlite3.Connection) -> dict[str, QueueStats]:
+            found: dict[str, QueueStats] = {}
+            conn.execute(SQL["begin-read"])  # one snapshot for the three reads
+            try:
+                for queue, queued, scheduled, leased, oldest in conn.execute(SQL["message-stats"], (now, now, now)):
+                    found[queue] = QueueStats(queue, queued or 0, scheduled or 0, leased or 0, oldest)
+                for queue, count in conn.execute(SQL["dead-letters-per-queue"]):
+                    found.setdefault(queue, QueueStats(queue)).dead_letters = count
+                for queue, expired, reclaimed in conn.execute(SQL["lease-counters"]):
+                    stats = found.setdefault(queue, QueueStats(queue))
+                    stats.lease_expirations, stats.lease_reclaims = expired, reclaimed
+            finally:
+                conn.execute(SQL["commit"])
+            return found
+
+        return await self.db.run(query)
+
+    async def dead_letter_count(self) -> int:
+        return int(await self.db.run(lambda conn: conn.execute(SQL["count-dead-letters"]).fetchone()[0]))
+
+
+def _add_stats(conn: sqlite3.Connection, rows: Sequence[StatsRow]) -> None:
+    conn.executemany(SQL["add-stat"], [(row.minute, row.name, row.queue, metric, value)
+                                       for row in rows for metric, value in row.items()])
 
 
 def _data_version(conn: sqlite3.Connection) -> int:

@@ -50,6 +50,33 @@ CREATE TABLE IF NOT EXISTS celeriac_events (
     body BLOB NOT NULL
 );
 
+-- The control log (remote-control requests and replies), apart from the events so that
+-- workers polling it read only control records; capped at control_max like the events.
+CREATE TABLE IF NOT EXISTS celeriac_control (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    body BLOB NOT NULL
+);
+
+-- Per-minute aggregates (celeriac/stats.py): one number per (minute, task name, queue,
+-- metric), added to by every worker's flush; minutes older than KEEP_MINUTES are deleted
+-- by housekeeping (sql/stats.sql).
+CREATE TABLE IF NOT EXISTS celeriac_stats (
+    minute INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (minute, name, queue, metric)
+) WITHOUT ROWID;
+
+-- Leases that ran out, per queue, counted by reserve (expired), and of those the ones put
+-- back on the queue (reclaimed; the rest were dead-lettered). They only grow.
+CREATE TABLE IF NOT EXISTS celeriac_lease_counters (
+    queue TEXT PRIMARY KEY,
+    expired INTEGER NOT NULL DEFAULT 0,
+    reclaimed INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
 -- One row per message dead-lettered: a task id sent again and dead-lettered again keeps
 -- both; the higher id is the newer (the one a requeue of that task id takes).
 CREATE TABLE IF NOT EXISTS celeriac_dead_letters (

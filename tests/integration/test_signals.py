@@ -7,7 +7,7 @@ from typing import Any
 
 from celeriac import Celery, group, signals
 
-from .helpers import drain
+from ..unit.helpers import drain
 
 
 async def test_task_and_worker_signals(backend_url: str) -> None:

@@ -18,7 +18,7 @@ from celeriac.servers.contracts import OutgoingMessage
 from celeriac.worker import Worker
 from celeriac.worker import loop as worker_loop
 
-from .helpers import drain
+from ..unit.helpers import drain
 
 POISON_BODIES = {
     "tag-fails-to-decode": b'{"id":"%s","task":"proj.echo","args":[{"__celeriac__":"datetime","v":"user input"}]}',

@@ -1,8 +1,8 @@
---[[ reserve-11: lease up to max_count messages from the queues asked for, in one step.
+--[[ reserve-12: lease up to max_count messages from the queues asked for, in one step.
 
-KEYS, 11 per queue, in the caller's queue order (queue g owns KEYS[11g-10] .. KEYS[11g]):
+KEYS, 12 per queue, in the caller's queue order (queue g owns KEYS[12g-11] .. KEYS[12g]):
   ready, scheduled, leases, bodies, priorities, deliveries, expiries, seq, wake, dead,
-  dead-letters
+  dead-letters, counters
 ARGV:
   1  max_count
   2  lease_ms
@@ -20,7 +20,8 @@ message is due or lease runs out, -1 if none; the caller blocks at most that lon
 
 Per queue, in order: leases that ran out go back to ready (tail of their priority) or,
 once max_deliveries of them ran out, to the dead letters with a FAILURE result so get()
-does not wait forever (written to result keys built from ARGV 6, not declared in KEYS:
+does not wait forever (the queue's counters hash counts both: "expired" every lease run
+out, "reclaimed" those put back) (written to result keys built from ARGV 6, not declared in KEYS:
 this script needs a single server); scheduled messages now due move to ready; then the
 revoked check of each leased id is answered here too (revoked keys are built from ARGV 9,
 likewise), saving the worker a round trip before it starts them; then the
@@ -41,12 +42,12 @@ local max_count, lease_ms, max_deliveries = tonumber(ARGV[1]), tonumber(ARGV[2])
 local reason_template, record_template = ARGV[4], ARGV[5]
 local result_prefix, channel_prefix, result_expires_ms = ARGV[6], ARGV[7], tonumber(ARGV[8])
 local revoked_prefix = ARGV[9]
-local nq = #KEYS / 11
+local nq = #KEYS / 12
 local now_ms, now_seq = server_clock()
 
-local function key(g, i) return KEYS[11 * (g - 1) + i] end
-local READY, SCHEDULED, LEASES, BODIES, PRIORITIES, DELIVERIES, EXPIRIES, SEQ, WAKE, DEAD, DEAD_LETTERS =
-  1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+local function key(g, i) return KEYS[12 * (g - 1) + i] end
+local READY, SCHEDULED, LEASES, BODIES, PRIORITIES, DELIVERIES, EXPIRIES, SEQ, WAKE, DEAD, DEAD_LETTERS, COUNTERS =
+  1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12
 
 local function replace_once(text, placeholder, value)
   local at = string.find(text, placeholder, 1, true)
@@ -94,6 +95,8 @@ for g = 1, nq do
       end
     end
     make_ready(g, back)
+    redis.call('HINCRBY', key(g, COUNTERS), 'expired', #expired)
+    if #back > 0 then redis.call('HINCRBY', key(g, COUNTERS), 'reclaimed', #back) end
   end
   local due = redis.call('ZRANGEBYSCORE', key(g, SCHEDULED), '-inf', now_ms, 'LIMIT', 0, STEP_LIMIT)
   if #due > 0 then
