@@ -131,8 +131,10 @@ def test_run_after_defers_the_task(servers: Servers, app: Celery) -> None:
         deferred = djtasks.add.using(run_after=run_after).enqueue(1, 1)
         now_ = djtasks.add.enqueue(2, 2)
         wait_done(app, now_)  # the worker is taking tasks, and still holds this one back
-        assert djtasks.add.get_result(deferred.id).status == TaskResultStatus.READY
-        assert queue_depths(app) == {"celery": 1}  # waiting in the schedule
+        status, depths = djtasks.add.get_result(deferred.id).status, queue_depths(app)
+        if timezone.now() < run_after:  # a loaded machine may get here late; started_at below still tells
+            assert status == TaskResultStatus.READY
+            assert depths == {"celery": 1}  # waiting in the schedule
         wait_done(app, deferred)
     finally:
         assert worker.stop() == 0, worker.output()
