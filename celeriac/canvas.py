@@ -23,6 +23,7 @@ signature object repeated in a canvas gets an id per place.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import inspect
 import itertools
@@ -36,9 +37,10 @@ from . import _state
 from ._bridge import run_sync
 from .context import Request
 from .exceptions import ChordError, NotRegistered
-from .message import FAILURE, ResultRecord, now_ms
+from .message import FAILURE, SUCCESS, ResultRecord, now_ms
 from .publish import build_message
 from .result import PROPAGATE_STATES, AsyncResult, EagerResult, GroupResult, ResultSet
+from .serialization import from_wire
 from .servers.contracts import OutgoingMessage
 
 if TYPE_CHECKING:
@@ -913,6 +915,73 @@ class chord(_Composite):
             self["kwargs"]["body"] = _as_signature(body, self._app)
         return self.apply_async((), {}, **options)
 
+    def apply_async(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
+                    **options: Any) -> Any:
+        if not self.app.settings.task_always_eager and self._header_is_lazy():
+            return self._send_as_read(tuple(args or ()), dict(kwargs or {}), options)
+        return super().apply_async(args, kwargs, **options)
+
+    async def aapply_async(self, args: Iterable[Any] | None = None,
+                           kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
+        if not self.app.settings.task_always_eager and self._header_is_lazy():
+            return await asyncio.to_thread(self._send_as_read, tuple(args or ()), dict(kwargs or {}), options)
+        return await super().aapply_async(args, kwargs, **options)
+
+    def _header_is_lazy(self) -> bool:
+        header = self["kwargs"]["header"]
+        return isinstance(header, group) and isinstance(header["kwargs"]["tasks"], Iterator)
+
+    def _send_as_read(self, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]) -> Any:
+        """A chord whose header is a generator: each member is sent as soon as it is read
+        (as Celery does, #3021), so a slow generator does not hold back the first tasks.
+
+        The members' messages cannot carry the header's size, so they say ``total: None``:
+        a member then completes the chord only once the member list is saved, which
+        happens when the generator is done; members that finished before that are
+        checked here, after saving. Either may send the body; its fixed id sends it once.
+        """
+        app = self.app
+        header = self.header
+        _, _, options = self._merge(args, kwargs, options)
+        body_id = options.pop("task_id", None)
+        body = _copied(self.body, self._app)
+        for callback in _as_list(options.pop("link", None)):
+            body.link(callback)
+        errbacks = _as_list(options.pop("link_error", None))
+        for errback in errbacks:
+            body.link_error(errback)
+        header_errbacks = errbacks if _header_errbacks(app) else []  # added to each member as read
+        for key in ("chain", "group_id", "group_index", "chord"):
+            if key in options:
+                body.set(**{key: options.pop(key)})
+        header_id = header.id or str(uuid.uuid4())
+        header["options"]["task_id"] = header_id
+        result = body.freeze(body_id)
+        header_result = GroupResult(header_id, [], app=app)
+        _set_parent(result, header_result)
+        chord_info = {"group_id": header_id, "total": None, "body": dict(body)}
+        shared = {**_defaults_of(header), **{k: v for k, v in options.items() if k not in _OWN_OPTIONS}}
+        first = True
+        for raw in header["kwargs"]["tasks"]:
+            for member in group(_as_signature(raw, self._app), app=self._app)._leaves():
+                for errback in header_errbacks:
+                    member.link_error(_as_signature(errback, self._app).clone().set(immutable=True))
+                if first:
+                    _push_group_links([member], {"link": header["options"].get("link")})
+                    first = False
+                _push_group_links([member], {"link_error": header["options"].get("link_error")})
+                index = len(header_result.results)
+                header_result.results.append(member.freeze())
+                plan = Plan()
+                member.prepare(plan, args, kwargs, {**shared, "group_id": header_id, "group_index": index,
+                                                    "chord": chord_info})
+                plan.send(app)
+        header["kwargs"]["tasks"] = []  # read: what was in it is in flight now
+        member_ids = [str(r.id) for r in header_result.results]
+        lineage: dict[str, Any] = {k: options[k] for k in ("parent_id", "root_id") if k in options}
+        run_sync(_finish_sent_header(app, header_id, member_ids, body, lineage))
+        return result
+
     def __repr__(self) -> str:
         return f"chord({self.header!r}, {self['kwargs']['body']!r})"
 
@@ -993,6 +1062,25 @@ class chord(_Composite):
         result = body.apply((values,), {}, **options)
         _set_parent(result, header_result)
         return result
+
+
+async def _finish_sent_header(app: Celery, header_id: str, member_ids: list[str], body: Signature,
+                              lineage: dict[str, Any]) -> None:
+    """Save the member list of a chord sent as read, then send the body if every member
+    finished before it was saved (a member finishing later sees the list and sends it)."""
+    store = await app.result_store()
+    await store.save_group(header_id, member_ids)
+    plan = Plan()
+    unique = {"unique_for_s": app.settings.result_expires or 86400.0}
+    if not member_ids:
+        body.prepare(plan, ([],), {}, {**lineage, **unique})
+    else:
+        found = await store.fetch_many(member_ids)
+        if any(found.get(m) is None or found[m].state != SUCCESS for m in member_ids):
+            return  # still running (a member sends the body), or failed (the chord failed)
+        values = [from_wire(found[m].result) for m in member_ids]
+        body.prepare(plan, (values,), {}, {**lineage, **unique})
+    await plan.asend(app, on_duplicate="ignore")
 
 
 def _header_errbacks(app: Celery) -> bool:

@@ -37,6 +37,7 @@ logger = logging.getLogger("celeriac.worker")
 
 DEFAULT_UNIQUE_S = 86400.0
 ATTEMPTS = 6
+UNKNOWN_TOTAL = 1 << 62  # a count no header reaches: the real size is read from the saved list
 
 
 def derived_id(parent_id: str, role: str, index: int) -> str:
@@ -149,13 +150,22 @@ class FollowUps:
             logger.error("task %s is a chord member but no result backend is configured", member_id)
             return
         store = self.store
+        # total None: a header sent as it was read (a generator), whose size is known once
+        # its member list is saved.
+        total = info.get("total")
         progress = await _retrying(
-            lambda: store.record_group_member(info["group_id"], member_id, int(info["total"]), record),
+            lambda: store.record_group_member(info["group_id"], member_id,
+                                              UNKNOWN_TOTAL if total is None else int(total), record),
             f"record chord member {member_id}",
         )
         if record.state in PROPAGATE_STATES:
             await self._fail_chord(info, member_id, record, root_id)
-        if progress.done_count >= int(info["total"]):
+        if total is None:
+            saved = await store.restore_group(info["group_id"])
+            if saved is None:
+                return  # still being sent: the sender checks the members once it has saved them
+            total = len(saved)
+        if progress.done_count >= int(total):
             # Every member that finds the set complete tries: the body's fixed, unique id
             # makes all but the first a no-op, and covers a member that died right here.
             await self._call_body(info, member_id, root_id)

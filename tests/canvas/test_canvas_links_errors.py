@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from celeriac import Celery, chain, chord, group
+from celeriac import Celery, GroupResult, chain, chord, group
 from celeriac.exceptions import ChordError
 
 from ..unit.helpers import drain
@@ -305,3 +305,52 @@ async def test_a_revoked_member_or_step_fails_what_waits_for_it(app: Celery, t: 
     with pytest.raises(TaskRevokedError):
         chain_res.get(timeout=5)
     assert app.AsyncResult(chain_res.id).state == "FAILURE"
+
+
+async def test_a_generator_header_is_sent_as_it_is_read(app: Celery, t: Any) -> None:
+    from celeriac._bridge import run_sync
+
+    async def depth() -> int:
+        return sum((await (await app.clients()).admin.queue_depths()).values())
+
+    seen_depths: list[int] = []
+
+    def header(n: int, fail_at: int | None = None) -> Any:
+        for i in range(n):
+            seen_depths.append(run_sync(depth()))  # what was already sent when this one is read
+            yield t.fail.si() if i == fail_at else t.add.si(i, i)
+
+    ok = chord(header(4), t.tsum.s())
+    ok.link(t.record.s(key="done"))
+    res = ok()
+    assert seen_depths == [0, 1, 2, 3]
+    bad = chord(header(3, fail_at=1), t.tsum.s()).delay()
+    empty = chord((s for s in []), t.tsum.s())()
+    await settle(app)
+    assert res.get(timeout=5) == 12 and ("done", (12,)) in t.seen
+    assert isinstance(res.parent, GroupResult) and len(res.parent.results) == 4
+    with pytest.raises(Boom):
+        bad.get(timeout=5)
+    assert empty.get(timeout=5) == 0
+
+
+async def test_members_of_a_generator_header_that_finish_before_it_is_saved(app: Celery, t: Any) -> None:
+    from celeriac.canvas import _finish_sent_header
+    from celeriac.message import SUCCESS, Envelope, ResultRecord
+    from celeriac.worker.followups import FollowUps
+
+    clients = await app.clients()
+    followups = FollowUps(app, clients.store)
+    body = t.tsum.s()
+    body.freeze()
+    info = {"group_id": "g", "total": None, "body": dict(body)}
+    for index in range(2):  # both finish while the header is still being read: nothing yet
+        member = Envelope(id=f"m{index}", task=t.add.name, group_id="g", group_index=index, chord=info)
+        done = ResultRecord(task_id=member.id, state=SUCCESS, result=index + 1, fencing_token=1)
+        await followups.chord_member_done(member, done)
+    assert sum((await clients.admin.queue_depths()).values()) == 0
+    for _ in range(2):  # the sender saves the list, sees them done and sends the body, once
+        await _finish_sent_header(app, "g", ["m0", "m1"], body, {})
+    assert sum((await clients.admin.queue_depths()).values()) == 1
+    await settle(app, 1)
+    assert app.AsyncResult(body.id).get(timeout=5) == 3
