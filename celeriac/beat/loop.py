@@ -179,8 +179,9 @@ class Beat:
         await self._adopt(entries, self._now_ms())
         self._next_sync_ms = self._now_ms() + self.sync_ms
         self._is_prepared = True
-        print(f"{self.hostname} ready: {len(self.slots)} entries ({self.source.description}), broker "
-              f"{hide_password(self.app.settings.broker_url)}, timezone {self.tz}", file=sys.stderr, flush=True)
+        sys.stderr.write(f"{self.hostname} ready: {len(self.slots)} entries ({self.source.description}), broker "
+                         f"{hide_password(self.app.settings.broker_url)}, timezone {self.tz}\n")  # one write
+        sys.stderr.flush()
         self.ready.set()
 
     async def run_prepared(self) -> None:

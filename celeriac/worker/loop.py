@@ -170,12 +170,13 @@ class Worker:
         self.followups = FollowUps(self.app, self.store)
         self._supervise(self.completion.start(), "the ack and result flusher")
         # The ready line is a banner, printed whatever the log level (as Celery's is):
-        # scripts and tests wait for it.
-        print(
+        # scripts and tests wait for it. One write with its newline: print() writes the text
+        # and the newline apart, and the workers of --processes share one stream.
+        sys.stderr.write(
             f"{self.hostname} ready: queues {','.join(self.queues)}, concurrency {self.concurrency}, "
-            f"pool {self.pool}, broker {hide_password(self.broker.url)}, lease {self.lease_s:.0f}s",
-            file=sys.stderr, flush=True,
+            f"pool {self.pool}, broker {hide_password(self.broker.url)}, lease {self.lease_s:.0f}s\n"
         )
+        sys.stderr.flush()
         if self.sends_events:
             await self.control.emit_events([self._worker_event(WORKER_ONLINE)])
         await self.remote.start()  # requests sent from here on are for this worker
