@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("celeriac.beat")
 
-DEFAULT_SYNC_S = 5.0  # how often shared switches (and Django edits) are read again
 MAX_BACKOFF_S = 30.0
 REPLAN_AFTER_MS = 5_000  # a plan older than this when it is about to be sent is made again
 NEVER = 2**62
