@@ -104,9 +104,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The three tables (bench/README.md): the queues on Redis (127.0.0.1:6379, db 14, flushed), on
+# PostgreSQL (127.0.0.1:5432, db test, user postgres: a bench_<queue> schema each) and on SQLite.
+# Peers whose pins clash with the venv are pip-installed into bench/.peer-libs/<queue> on first use.
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench --server all
 
 clean:
 	rm -rf $(VENV) $(VENV_NEWEST) .pytest_cache .mypy_cache .ruff_cache *.db *.db-wal *.db-shm

@@ -1,10 +1,11 @@
 """Where a celeriac worker's time goes during the no-op drain: py-spy, summarised.
 
-``python -m bench --profile [--server redis|postgres|sqlite]`` queues the drain's tasks, starts the default worker under
-``py-spy record`` (sampling, so the worker runs unmodified), stops it once all tasks are
-done, and writes the heaviest functions by own time and by inclusive time, and own time
-by package, to ``bench/results/profile-drain.txt`` (``profile-drain-postgres.txt``, ...). py-spy leaves out idle samples (a
-thread waiting in epoll or a lock), so the percentages are of busy time.
+``python -m bench --profile [--server redis|postgres|sqlite]`` queues the drain's tasks,
+starts the default worker under ``py-spy record`` (sampling, so the worker runs
+unmodified), stops it once all tasks are done, and writes the heaviest functions by own
+time and by inclusive time, and own time by package, to
+``bench/results/profile-drain.txt`` (``profile-drain-postgres.txt``, ...). py-spy leaves
+out idle samples (a thread waiting in epoll or a lock), so the percentages are of busy time.
 """
 
 from __future__ import annotations
