@@ -1,7 +1,8 @@
 """The event log: what happened to tasks and workers, kept in the broker, capped.
 
-Workers append, in the same flush as their acks (or within ``EVENT_FLUSH_S`` when no ack
-is due, so a long task's start shows while it runs), ``task-received`` when a message is
+Workers append, after a flush of their acks (one call at most every ``EVENT_BATCH_S``,
+shared by the flushes in between; within ``EVENT_FLUSH_S`` when no ack is due, so a long
+task's start shows while it runs: ``worker/completion.py``), ``task-received`` when a message is
 handed to them (with when it was sent), ``task-started`` when its body starts (with
 ``wait_s``: from when it was sent, or its eta, to its start) and its outcome
 (``task-succeeded``, ``-failed``, ``-retried``, ``-revoked``, ``-rejected``, with its
@@ -32,7 +33,7 @@ WORKER_HEARTBEAT = "worker-heartbeat"
 WORKER_OFFLINE = "worker-offline"
 
 
-class Event(msgspec.Struct, omit_defaults=True, kw_only=True):
+class Event(msgspec.Struct, omit_defaults=True, kw_only=True, gc=False):  # no cycles: left out of the GC
     type: str
     ts: float  # epoch seconds
     hostname: str
@@ -76,6 +77,13 @@ def received_event(hostname: str, task_id: str, name: str, queue: str, retries: 
                    eta_ts: float | None) -> bytes:
     return _encoder.encode(Event(type=TASK_RECEIVED, ts=time.time(), hostname=hostname, task_id=task_id, name=name,
                                  queue=queue, retries=retries, sent_ts=sent_ts, eta_ts=eta_ts))
+
+
+def outcome_event(kind: str, hostname: str, task_id: str, name: str, *, queue: str, started_ts: float,
+                  runtime_s: float, retries: int, exception: str | None, result: str | None) -> bytes:
+    return _encoder.encode(Event(type=kind, ts=time.time(), hostname=hostname, task_id=task_id, name=name,
+                                 queue=queue, started_ts=started_ts, runtime_s=runtime_s, retries=retries,
+                                 exception=exception, result=result))
 
 
 def started_event(hostname: str, task_id: str, name: str, queue: str, retries: int, ts: float,

@@ -7,13 +7,14 @@ for the next attempt, so nothing is dropped while the broker is away. A record t
 cannot be encoded is never retried: it would hold every later ack behind it forever, so
 it is replaced by a FAILURE that says why, and the batch goes on.
 
-Events and the per-minute counts (``celeriac/stats.py``) ride along: each flush writes the
-events and counts gathered since the last one in one more call (``emit_events(events,
-stats=...)``) after its acks, so under load there is no round trip per task for them. An
-event never triggers a flush by itself, but one waiting longer than ``EVENT_FLUSH_S``
-without an ack to go with it (a long task's start) is written on its own then. Events
-that cannot be written are dropped (they are a view for people); counts are kept for the
-next flush.
+Events and the per-minute counts (``celeriac/stats.py``) ride along: a flush writes the
+events and counts gathered so far in one more call (``emit_events(events, stats=...)``)
+after its acks, at most once per ``EVENT_BATCH_S`` (under load, flushes come far more
+often: the events of many flushes then share one call, so they cost no round trip per
+task nor per flush). An event never triggers a flush by itself, but one waiting longer
+than ``EVENT_FLUSH_S`` without an ack to go with it (a long task's start) is written on
+its own then. Events that cannot be written are dropped (they are a view for people);
+counts are kept for the next write.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ logger = logging.getLogger("celeriac.worker")
 
 RETRY_PAUSE_MAX_S = 2.0
 EVENT_FLUSH_S = 0.5  # an event with no ack to go with waits at most this long
+EVENT_BATCH_S = 0.1  # events and counts are written at most this often (with the flush that follows)
+EVENT_BATCH_MAX = 5000  # ... or as soon as this many are waiting
 
 
 class CompletionBuffer:
@@ -51,6 +54,7 @@ class CompletionBuffer:
         self._events: list[bytes] = []
         self.stats = StatsBatch()  # the worker's counts since the last flush (it adds to them directly)
         self._event_timer: asyncio.TimerHandle | None = None
+        self._next_emit = 0.0  # loop time before which a flush leaves its events for a later one
         self._wanted = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -144,7 +148,15 @@ class CompletionBuffer:
                 self._wanted.set()
                 continue
             if events or self.stats:
-                await self._emit(events, self.stats.take())
+                now = asyncio.get_running_loop().time()
+                if now >= self._next_emit or len(events) >= EVENT_BATCH_MAX:
+                    self._next_emit = now + EVENT_BATCH_S
+                    await self._emit(events, self.stats.take())
+                else:  # written with a later flush, or by the timer
+                    self._events[:0] = events
+                    if self._event_timer is None:
+                        self._event_timer = asyncio.get_running_loop().call_later(
+                            self._next_emit - now, self._flush_events)
             if not (self._acks or self._results):
                 self._idle.set()
 

@@ -34,6 +34,7 @@ from ..events import (
     WORKER_HEARTBEAT,
     WORKER_OFFLINE,
     WORKER_ONLINE,
+    outcome_event,
     received_event,
     started_event,
     task_event,
@@ -479,7 +480,7 @@ class Worker:
         try:
             await self._finish(delivery, envelope, task, request, outcome, stores_result, started_ms)
             if self.sends_events:
-                self.completion.event(task_event(
+                self.completion.event(outcome_event(
                     OUTCOME_EVENTS[outcome.kind], self.hostname, envelope.id, envelope.task,
                     queue=envelope.queue, started_ts=started_ts, runtime_s=outcome.runtime_s,
                     retries=envelope.retries,

@@ -186,6 +186,7 @@ class PostgresBroker:
             return
         attempts = 0
         by_copy = len(batch) >= COPY_MIN and not any(values["unique_ms"])
+        one = len(batch) == 1 and values["unique_ms"][0] is None
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> None:
             nonlocal attempts
@@ -194,6 +195,13 @@ class PostgresBroker:
             attempts += 1
             if by_copy and attempts == 1 and await self._publish_by_copy(conn, values):
                 return
+            if one and attempts == 1:
+                cursor = await conn.execute(self.connection.pool_statements["publish_one"], self.connection.params({
+                    "task_id": values["task_ids"][0], "queue": values["queues"][0], "body": values["bodies"][0],
+                    "priority": values["priorities"][0], "eta": values["etas"][0]}))
+                row = await cursor.fetchone()
+                if row is not None and row[0]:
+                    return  # inserted; else publish says why not (or skips it)
             try:
                 await conn.execute(self.connection.pool_statements["publish"],
                                    self.connection.params({**values, "resent": attempts > 1}))

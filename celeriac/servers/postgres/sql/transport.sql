@@ -359,3 +359,19 @@ SELECT {now},
 
 -- name: publish_copy
 COPY {schema}.messages (task_id, queue, body, priority, available_at) FROM STDIN (FORMAT BINARY);
+
+-- name: publish_one
+-- One message with no unique_for_s (most delay() calls), without publish's batch
+-- machinery: inserted unless its id is pending (the primary key) or remembered through
+-- unique_for_s, and its queue notified at the commit. When nothing was inserted,
+-- transport.py sends the message again through publish, which refuses or skips it as
+-- it says.
+WITH inserted AS (
+    INSERT INTO {schema}.messages AS m (task_id, queue, body, priority, state, available_at)
+    SELECT %(task_id)s, %(queue)s, %(body)s, %(priority)s, {queued}, coalesce(%(eta)s::timestamptz, {now})
+    WHERE NOT EXISTS (SELECT 1 FROM {schema}.unique_ids u
+                      WHERE u.task_id = %(task_id)s AND u.remembered_until > {now})
+    ON CONFLICT (task_id) DO NOTHING
+    RETURNING m.queue
+)
+SELECT count(pg_notify({schema}.queue_channel(i.queue), '')) FROM inserted i;
