@@ -37,6 +37,7 @@ messages), except recording a group member, which the caller is told about inste
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import math
@@ -395,7 +396,15 @@ class PostgresConnection:
         return kwargs
 
     async def _connect(self) -> AsyncConnection[Row]:
-        return await AsyncConnection.connect(self.target.conninfo, **self.connect_kwargs)
+        conn = await AsyncConnection.connect(self.target.conninfo, **self.connect_kwargs)
+        # psycopg prepares a statement run five times on a connection; PostgreSQL would then
+        # still plan the big ones (reserve, ack) again at every run, because their custom
+        # plans look cheaper than the generic one: about 1 ms of planning for 0.3 ms of work
+        # on an idle worker's wake-up. The queue's statements are made for their indexes, so
+        # the generic plan is as good, and planned once per connection.
+        with contextlib.suppress(psycopg.errors.UndefinedObject):  # PostgreSQL < 12 plans as before
+            await conn.execute("SET plan_cache_mode = force_generic_plan")
+        return conn
 
     async def connect_one(self) -> AsyncConnection[Row]:
         """A connection of its own (autocommit), outside the pool; errors say how to fix them."""
