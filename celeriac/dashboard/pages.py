@@ -73,15 +73,19 @@ def lines_svg(series: dict[str, list[float | None]], width: int = 720, height: i
 
     parts = [f'<svg class="chart lines" viewBox="0 0 {width} {height + 16}" role="img" aria-label="{what}">']
     for name, points in series.items():
-        path, pen_down = [], False
+        path, dots, pen_down = [], [], False
         for i, value in enumerate(points):
             if not value:
                 pen_down = False
                 continue
             path.append(f"{'L' if pen_down else 'M'}{i * step:.1f},{y(value):.1f}")
+            if not pen_down and (i + 1 == len(points) or not points[i + 1]):
+                # a minute between two without tasks has no line to draw: a dot instead
+                dots.append(f'<circle class="{name}" cx="{i * step:.1f}" cy="{y(value):.1f}" r="2.5"/>')
             pen_down = True
         if path:
             parts.append(f'<path class="{name}" d="{" ".join(path)}"><title>{name}</title></path>')
+        parts += dots
     parts.append(f'<line x1="0" y1="{height}" x2="{width}" y2="{height}" class="axis"/>')
     parts.append(f'<text x="0" y="{height + 13}" class="axis-label">60 min ago</text>')
     parts.append(f'<text x="{width}" y="{height + 13}" text-anchor="end" class="axis-label">now</text>')

@@ -88,6 +88,17 @@ def test_retry_a_failed_task_and_see_it_succeed(page: Any, stack: Stack) -> None
     page.goto(f"{stack.url}/tasks/{task_id}")
     expect(page.locator("main h1 .badge")).to_have_text("FAILURE")
     expect(page.locator("pre.traceback")).to_contain_text("ValueError")
+    # The timeline comes from the workers' events, which reach the dashboard a moment after
+    # the result: sent, received and started by the worker, then the failure.
+    timeline = page.locator("table.timeline tbody")
+    for _ in range(60):
+        if "received" in timeline.inner_text():
+            break
+        page.wait_for_timeout(500)
+        page.reload()
+    for step in ("sent", "received", "started", "failed"):
+        expect(timeline).to_contain_text(step)
+    expect(timeline).to_contain_text("celeriac@")  # each with its worker
     shoot(page, stack, "task-failed")
     page.click("#retry")
     expect(page.locator("#flash")).to_contain_text("Sent again as")

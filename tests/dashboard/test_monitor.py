@@ -112,3 +112,11 @@ async def test_counters_start_at_the_dashboards_minute_and_only_grow() -> None:
         seen.append(m.totals()["add"].succeeded)
     assert seen == sorted(seen) and seen[-1] == 2 + 7
     assert m.frozen["add"].succeeded == 2 + 7 - FROZEN_AFTER_MIN
+
+
+def test_a_minute_alone_between_empty_ones_is_drawn_as_a_dot() -> None:
+    from celeriac.dashboard.pages import lines_svg
+
+    drawn = str(lines_svg({"p50": [None, 0.01, None, 0.02, 0.03], "p95": [None] * 5}))
+    assert drawn.count("<circle") == 1 and 'class="p50"' in drawn  # the lone minute
+    assert drawn.count("<path") == 1  # the two neighbouring minutes: one line; p95 has none
