@@ -330,8 +330,9 @@ async def test_an_entry_disabled_in_the_settings_never_fires(memory_url: str) ->
     assert await sent_ids(app) == []
 
 
-async def test_run_now_and_list(memory_url: str) -> None:
-    app = make_app(memory_url, {"e": {"task": "beat.ping", "schedule": crontab(minute=0, hour=3), "args": [1]}},
+async def test_run_now_and_list(backend_url: str) -> None:
+    # On every server: beat's records carry times in epoch ms as their fencing tokens.
+    app = make_app(backend_url, {"e": {"task": "beat.ping", "schedule": crontab(minute=0, hour=3), "args": [1]}},
                    timezone="Asia/Seoul")
     source = ConfigSource(app)
     task_id = await ops.run_now(app, source, "e")
@@ -342,6 +343,10 @@ async def test_run_now_and_list(memory_url: str) -> None:
     assert view.next_fire is not None and view.next_fire.endswith("T03:00:00+09:00")
     with pytest.raises(Exception, match="no beat entry is named 'nope'; the entries are: 'e'"):
         await ops.run_now(app, source, "nope")
+    await ops.switch(app, source, "e", False)
+    [view] = await ops.list_entries(app, source)
+    assert not view.enabled and view.last_task_id == task_id
+    await app.close()
 
 
 # --- bad input -----------------------------------------------------------------------------

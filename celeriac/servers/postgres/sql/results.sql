@@ -9,7 +9,7 @@ WITH written AS (
     INSERT INTO {schema}.results AS r (task_id, is_ready, fencing_token, record, expires_at)
     SELECT i.task_id, i.is_ready, i.fencing_token, i.record,
            {now} + %(expires_ms)s::bigint * interval '1 millisecond'
-    FROM unnest(%(result_ids)s::text[], %(result_ready)s::boolean[], %(result_tokens)s::integer[],
+    FROM unnest(%(result_ids)s::text[], %(result_ready)s::boolean[], %(result_tokens)s::bigint[],
                 %(records)s::bytea[]) AS i (task_id, is_ready, fencing_token, record)
     ON CONFLICT (task_id) DO UPDATE SET is_ready = excluded.is_ready, fencing_token = excluded.fencing_token,
         record = excluded.record, expires_at = excluded.expires_at

@@ -180,7 +180,7 @@ WITH acked AS (
     RETURNING m.task_id
 ), incoming AS (
     SELECT i.task_id, i.is_ready, i.fencing_token, i.record
-    FROM unnest(%(result_ids)s::text[], %(result_ready)s::boolean[], %(result_tokens)s::integer[],
+    FROM unnest(%(result_ids)s::text[], %(result_ready)s::boolean[], %(result_tokens)s::bigint[],
                 %(records)s::bytea[]) AS i (task_id, is_ready, fencing_token, record)
     WHERE i.task_id IN (SELECT a.task_id FROM acked a) OR i.task_id <> ALL (%(task_ids)s::text[])
 ), written AS (
