@@ -28,7 +28,7 @@ import pytest
 
 from celeriac.dashboard.auth import hash_password
 
-from ..conftest import IN_CI, redis_test_url
+from ..conftest import IN_CI, postgres_test_url, redis_test_url
 
 ROOT = Path(__file__).parent.parent.parent
 CHROMIUM = os.environ.get("CELERIAC_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -137,15 +137,17 @@ def wait_http(url: str, process: Process, timeout: float = 60) -> None:
     raise AssertionError(f"the dashboard never answered at {url}:\n{process.output()}")
 
 
-@pytest.fixture(scope="module", params=["sqlite", "redis"])
+@pytest.fixture(scope="module", params=["sqlite", "redis", "postgres"])
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     chromium_or_skip()
     tmp = tmp_path_factory.mktemp(f"dash-{request.param}")
     with contextlib.ExitStack() as exits:
         if request.param == "sqlite":
             broker_url = f"sqlite:///{tmp}/broker.db"
-        else:
+        elif request.param == "redis":
             broker_url = exits.enter_context(redis_test_url("dash"))
+        else:
+            broker_url = exits.enter_context(postgres_test_url("dash"))
         marks = tmp / "marks"
         marks.mkdir()
         env = {**os.environ, "DASHBOARD_TEST_BROKER_URL": broker_url, "DASHBOARD_TEST_MARKS": str(marks),

@@ -8,7 +8,7 @@ import hashlib
 import re
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from celeriac.dashboard.auth import (
 from celeriac.dashboard.reads import Dashboard
 from celeriac.exceptions import Reject
 
+from ..conftest import postgres_test_url
 from ..unit.helpers import drain
 
 USER, PASSWORD = "ops", "s3cret-Pass"
@@ -67,10 +68,13 @@ def make_app(url: str) -> Celery:
     return celery
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def celery(request: pytest.FixtureRequest, tmp_path: Path) -> Celery:
-    url = f"memory://{uuid.uuid4().hex}" if request.param == "memory" else f"sqlite:///{tmp_path}/b.db"
-    return make_app(url)
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def celery(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Celery]:
+    if request.param == "postgres":
+        with postgres_test_url("dash") as url:
+            yield make_app(url)
+        return
+    yield make_app(f"memory://{uuid.uuid4().hex}" if request.param == "memory" else f"sqlite:///{tmp_path}/b.db")
 
 
 class Client:

@@ -62,7 +62,7 @@ def test_every_page_renders(page: Any, stack: Stack) -> None:
     expect(page.locator("tr[data-entry=tidy-up]")).to_contain_text("tests.dashboard.proj.add")
     # The broker URL is shown, its password never (these URLs have none; see test_app for one that does).
     expect(page.locator(".broker code")).to_have_text(stack.broker_url.split("?")[0] if stack.kind == "sqlite"
-                                                      else re.compile(r"^redis://"))
+                                                      else re.compile(rf"^{stack.kind}(ql)?://"))
 
 
 def test_a_counter_changes_while_the_worker_runs_tasks(page: Any, stack: Stack) -> None:
