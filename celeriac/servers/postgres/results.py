@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...message import READY_STATES, GroupProgress, ResultRecord, decode_record, encode_record
+from ..shared import OnSharedConnection
 from ..waiting import wait_for_ready_record
 from .connection import PostgresConnection, result_key
 
@@ -57,24 +58,13 @@ def result_params(records: Sequence[ResultRecord]) -> tuple[dict[str, Any], list
     }, refused
 
 
-class PostgresResultStore:
+class PostgresResultStore(OnSharedConnection[PostgresConnection]):
     def __init__(
         self, url: str, expires_s: float | None = 86400.0, connection: PostgresConnection | None = None
     ) -> None:
         self.url = url
         self.expires_s = expires_s
         self.connection = connection if connection is not None else PostgresConnection(url)
-        self._is_open = False
-
-    async def connect(self) -> None:
-        if not self._is_open:
-            await self.connection.open()
-            self._is_open = True
-
-    async def close(self) -> None:
-        if self._is_open:
-            self._is_open = False
-            await self.connection.close()
 
     async def store(self, records: Sequence[ResultRecord]) -> list[str]:
         if not records:

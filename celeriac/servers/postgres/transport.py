@@ -44,6 +44,7 @@ from ..contracts import (
     lost_record,
     max_deliveries_reason,
 )
+from ..shared import OnSharedConnection
 from . import MessageTooLarge, on_django
 from .connection import LeasedRows, PostgresConnection, from_ms, queue_key, result_key, to_ms
 from .results import expires_ms, result_params
@@ -129,14 +130,13 @@ def reason_template(max_deliveries: int) -> str:
     return max_deliveries_reason(marker, max_deliveries).replace(str(marker), _TIMES, 1)
 
 
-class PostgresBroker:
+class PostgresBroker(OnSharedConnection[PostgresConnection]):
     def __init__(
         self, url: str, options: BrokerOptions | None = None, connection: PostgresConnection | None = None
     ) -> None:
         self.url = url
         self.options = options or BrokerOptions()
         self.connection = connection if connection is not None else PostgresConnection(url)
-        self._is_open = False
         self._leases = LeaseCommits()
         self._reserve_args = {
             "max_deliveries": self.options.max_deliveries,
@@ -145,16 +145,6 @@ class PostgresBroker:
             "result_expires_ms": expires_ms(self.options.result_expires_s),
         }
         self._stats_shard = random.randrange(STATS_SHARDS)
-
-    async def connect(self) -> None:
-        if not self._is_open:
-            await self.connection.open()
-            self._is_open = True
-
-    async def close(self) -> None:
-        if self._is_open:
-            self._is_open = False
-            await self.connection.close()
 
     async def skew_clock(self, ms: int) -> None:
         """Move this client's view of the database's clock forward by ``ms`` (tests)."""

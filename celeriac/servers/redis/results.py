@@ -22,6 +22,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from ...message import READY_STATES, GroupProgress, ResultRecord, decode_record, encode_record
+from ..shared import OnSharedConnection
 from .connection import RedisConnection
 from .transport import expires_ms, result_args
 
@@ -30,7 +31,7 @@ logger = logging.getLogger("celeriac.redis")
 FETCH_CHUNK = 1000  # ids per MGET
 
 
-class RedisResultStore:
+class RedisResultStore(OnSharedConnection[RedisConnection]):
     def __init__(
         self, url: str, expires_s: float | None = 86400.0, connection: RedisConnection | None = None
     ) -> None:
@@ -38,21 +39,13 @@ class RedisResultStore:
         self.expires_s = expires_s
         self.connection = connection if connection is not None else RedisConnection(url)
         self.keys = self.connection.keys
-        self._is_open = False
         self._notices: ReadyNotices | None = None
-
-    async def connect(self) -> None:
-        if not self._is_open:
-            await self.connection.open()
-            self._is_open = True
 
     async def close(self) -> None:
         if self._notices is not None:
             notices, self._notices = self._notices, None
             await notices.close()
-        if self._is_open:
-            self._is_open = False
-            await self.connection.close()
+        await super().close()
 
     async def store(self, records: Sequence[ResultRecord]) -> list[str]:
         if not records:
@@ -200,13 +193,20 @@ class ReadyNotices:
             del self._waiters[channel]
             if not self._waiters and not self._confirmations and self._reader is not None:
                 # Nobody waits: stop reading, so an idle store leaves no task on its loop.
-                # PubSub reads keep the connection on cancellation, and the next reader
-                # takes the unsubscribe confirmations still on the way.
+                # PubSub reads keep the connection on cancellation (redis-py 8), and the next
+                # reader takes the unsubscribe confirmations still on the way.
                 self._reader.cancel()
                 self._reader = None
             if self._pubsub is not None:
-                with contextlib.suppress(RedisError, OSError):
+                try:
                     await self._pubsub.unsubscribe(channel)
+                except (RedisError, OSError, AttributeError):
+                    # redis-py before 8 drops the connection when a read is cancelled (its
+                    # writer is then None: AttributeError). The next subscribe makes a new one.
+                    if self._reader is None:
+                        pubsub, self._pubsub = self._pubsub, None
+                        with contextlib.suppress(Exception):
+                            await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _read(self, pubsub: PubSub) -> None:
         failures = 0

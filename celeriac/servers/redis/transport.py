@@ -48,6 +48,7 @@ from ..contracts import (
     lost_record,
     max_deliveries_reason,
 )
+from ..shared import OnSharedConnection
 from .connection import RedisConnection, new_call_id, parse_url
 from .connection import as_text as _text
 from .keys import Keys, QueueKeys
@@ -110,7 +111,7 @@ def expires_ms(expires_s: float | None) -> int:
 # --- the broker ---------------------------------------------------------------------
 
 
-class RedisBroker:
+class RedisBroker(OnSharedConnection[RedisConnection]):
     def __init__(
         self, url: str, options: BrokerOptions | None = None, connection: RedisConnection | None = None
     ) -> None:
@@ -118,20 +119,9 @@ class RedisBroker:
         self.options = options or BrokerOptions()
         self.connection = connection or RedisConnection(url)
         self.keys = self.connection.keys
-        self._is_open = False
         self._registered_queues: set[str] = set()
         self._reserve_keys: dict[tuple[str, ...], tuple[list[str], list[str]]] = {}
         self._reserve_args = _reserve_args(self.keys, self.options)
-
-    async def connect(self) -> None:
-        if not self._is_open:
-            await self.connection.open()
-            self._is_open = True
-
-    async def close(self) -> None:
-        if self._is_open:
-            self._is_open = False
-            await self.connection.close()
 
     async def skew_clock(self, ms: int) -> None:
         # The scripts read the clock (includes/clock.lua); the connection rebuilds them.
