@@ -111,5 +111,28 @@ bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python -m bench --server all
 
+# Celery's own integration tests for canvas and tasks (5.5.3, from its sdist on PyPI), run
+# against celeriac with only their imports changed (compat/celery_suite/run.py); broker and
+# results on Redis db $(CELERY_SUITE_DB) (flushed first). Not part of `make test`: it takes
+# about twenty minutes. It runs in its own venv ($(CELERY_SUITE_VENV)) with redis-py 7: the
+# tests' own helpers (a plain StrictRedis) block on Redis for 10 s, longer than the 5 s
+# socket timeout redis-py 8 sets by default (Celery's baseline gets 5.2.1 from kombu's pin).
+# celery-suite-baseline runs the same files on Celery itself, in $(CELERY_VENV), for the
+# count to compare with. CELERY_SUITE_ARGS goes to pytest.
+CELERY_SUITE_DB ?= 9
+CELERY_SUITE_VENV ?= .venv-celery-suite
+CELERY_VENV ?= /tmp/celery-venv
+CELERY_SUITE_ARGS ?=
+.PHONY: celery-suite celery-suite-baseline
+celery-suite:
+	@[ -x $(CELERY_SUITE_VENV)/bin/python ] || $(PYTHON) -m venv $(CELERY_SUITE_VENV)
+	$(CELERY_SUITE_VENV)/bin/pip install -q -e '.[celery-suite]' 'redis[hiredis]>=7,<8'
+	$(CELERY_SUITE_VENV)/bin/python compat/celery_suite/run.py --db $(CELERY_SUITE_DB) -- $(CELERY_SUITE_ARGS)
+
+celery-suite-baseline:
+	@[ -x $(CELERY_VENV)/bin/python ] || $(PYTHON) -m venv $(CELERY_VENV)
+	$(CELERY_VENV)/bin/pip install -q 'celery[redis]==5.5.3' pytest pytest-timeout 'pytest-subtests>=0.14.1' pydantic
+	$(CELERY_VENV)/bin/python compat/celery_suite/run.py --target celery --db $(CELERY_SUITE_DB) -- $(CELERY_SUITE_ARGS)
+
 clean:
 	rm -rf $(VENV) $(VENV_NEWEST) .pytest_cache .mypy_cache .ruff_cache *.db *.db-wal *.db-shm

@@ -92,6 +92,15 @@ class Celery:
     def __repr__(self) -> str:
         return f"<Celery {self.main or '__main__'}>"
 
+    def set_current(self) -> None:
+        """Make this the current app (what ``current_app()`` and ``shared_task`` use)."""
+        _state.set_current_app(self)
+
+    def set_default(self) -> None:
+        """Celery's: make this the default app. celeriac has one current app per process, so
+        this is ``set_current()``."""
+        _state.set_current_app(self)
+
     # --- configuration --------------------------------------------------------------
 
     @property

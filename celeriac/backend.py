@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._bridge import run_sync
-from .exceptions import TaskRevokedError, TimeoutError
+from .exceptions import ADD_TO_CHORD_SECTION, NotAvailable, TaskRevokedError, TimeoutError
 from .message import FAILURE, PENDING, READY_STATES, RETRY, REVOKED, STARTED, SUCCESS, ResultRecord
 from .serialization import from_wire
 
@@ -213,7 +213,8 @@ class ResultBackend:
         return GroupResult.restore(group_id, app=self.app)
 
     def add_to_chord(self, group_id: str, result: Any) -> None:
-        raise NotImplementedError("add_to_chord() is not available: a chord's header is fixed when it is sent")
+        raise NotAvailable("backend.add_to_chord()", "a chord's header is fixed when it is sent; put the task "
+                           "in the header, or chain a second chord", ADD_TO_CHORD_SECTION)
 
 
 def meta_of(task_id: str, record: ResultRecord | None) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from . import _state
 from ._bridge import run_sync
 from .context import Request
-from .exceptions import ChordError, NotRegistered
+from .exceptions import ChordError, NotRegistered, stamping_not_available
 from .message import FAILURE, SUCCESS, ResultRecord, now_ms
 from .publish import build_message
 from .result import PROPAGATE_STATES, AsyncResult, EagerResult, GroupResult, ResultSet
@@ -343,6 +343,15 @@ class Signature(dict[str, Any]):
             found.extend(_as_signature(callback, self._app).flatten_links())
         return found
 
+    def stamp(self, visitor: StampingVisitor | None = None, append_stamps: bool = False, **headers: Any) -> None:
+        """Celery's stamping: not available (raises ``NotAvailable``), see :class:`StampingVisitor`."""
+        raise stamping_not_available("Signature.stamp()")
+
+    def stamp_links(self, visitor: StampingVisitor | None = None, append_stamps: bool = False,
+                    **headers: Any) -> None:
+        """Celery's stamping of callbacks and errbacks: not available (raises ``NotAvailable``)."""
+        raise stamping_not_available("Signature.stamp_links()")
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the task's function here with the merged arguments, like calling the task."""
         task = self._task()
@@ -372,6 +381,48 @@ class Signature(dict[str, Any]):
 
     def __reduce__(self) -> Any:
         return (Signature.from_dict, (dict(self),))
+
+
+# --- stamping: not available ---------------------------------------------------------------
+
+class StampingVisitor:
+    """Celery's stamping visitor, so code that defines one imports; stamping is not available.
+
+    A subclass can be defined (``on_signature`` and the other hooks are here to be
+    overridden), but handing it to ``Signature.stamp()`` raises ``NotAvailable``: celeriac
+    leaves stamping out on purpose (docs/differences-from-celery.md, "Stamping").
+    """
+
+    def on_signature(self, actual_sig: Signature, **headers: Any) -> dict[str, Any]:
+        """The stamps for one signature (override this)."""
+        raise stamping_not_available("StampingVisitor")
+
+    def on_group_start(self, group: Signature, **headers: Any) -> dict[str, Any]:
+        return {}
+
+    def on_group_end(self, group: Signature, **headers: Any) -> None:
+        return None
+
+    def on_chain_start(self, chain: Signature, **headers: Any) -> dict[str, Any]:
+        return {}
+
+    def on_chain_end(self, chain: Signature, **headers: Any) -> None:
+        return None
+
+    def on_chord_header_start(self, sig: Signature, **header: Any) -> dict[str, Any]:
+        return {}
+
+    def on_chord_header_end(self, chord: Signature, **header: Any) -> None:
+        return None
+
+    def on_chord_body(self, chord: Signature, **header: Any) -> dict[str, Any]:
+        return {}
+
+    def on_callback(self, callback: Signature, **header: Any) -> dict[str, Any]:
+        return {}
+
+    def on_errback(self, errback: Signature, **header: Any) -> dict[str, Any]:
+        return {}
 
 
 # --- composite signatures -------------------------------------------------------------------

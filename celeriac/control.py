@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from . import ops
 from ._bridge import run_sync
 from .events import Event
+from .exceptions import stamping_not_available
 
 if TYPE_CHECKING:
     from .app import Celery
@@ -90,17 +91,20 @@ class Control:
         return self.broadcast("ping", destination=destination, timeout=timeout, **kwargs) or []
 
     def revoke(self, task_id: str | Iterable[str], destination: str | Iterable[str] | None = None,
-               terminate: bool = False, signal: str | None = None, **kwargs: Any) -> Reply | None:
+               terminate: bool = False, signal: str | int | None = None, **kwargs: Any) -> Reply | None:
         """Revoke tasks: not run if not started; stopped if running and ``terminate``.
 
-        ``signal`` is accepted for Celery's signature: a task is stopped by cancelling it
-        (``async def`` tasks), and a thread-pool body runs on to its end (the worker logs why).
+        A running ``async def`` task is stopped by cancelling it; with the prefork pool the
+        child running a task gets ``signal`` (``"SIGKILL"``, ``"KILL"``, ``9``...; default
+        SIGTERM, then SIGKILL after a grace period); a thread-pool body runs on to its end
+        (the worker logs why). ``signal`` reaches the workers that hear this request; one
+        that finds the revoke at its next lease renewal instead uses SIGTERM.
         """
         ids = [task_id] if isinstance(task_id, str) else list(task_id)
         return run_sync(self.arevoke(ids, destination=destination, terminate=terminate, signal=signal, **kwargs))
 
     async def arevoke(self, task_ids: str | Iterable[str], destination: str | Iterable[str] | None = None,
-                      terminate: bool = False, signal: str | None = None, **kwargs: Any) -> Reply | None:
+                      terminate: bool = False, signal: str | int | None = None, **kwargs: Any) -> Reply | None:
         ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
         await ops.revoke(self.app, ids, terminate=terminate)
         # Workers running one of them hear of it now (the revoked set is also checked at each
@@ -108,8 +112,13 @@ class Control:
         return await self.abroadcast("revoke", {"task_id": ids, "terminate": terminate, "signal": signal},
                                      destination=destination, **kwargs)
 
+    def revoke_by_stamped_headers(self, headers: dict[str, Any], destination: str | Iterable[str] | None = None,
+                                  terminate: bool = False, signal: str | None = None, **kwargs: Any) -> Reply | None:
+        """Celery's revoke by stamps: not available (raises ``NotAvailable``); revoke by id instead."""
+        raise stamping_not_available("app.control.revoke_by_stamped_headers()")
+
     def terminate(self, task_id: str | Iterable[str], destination: str | Iterable[str] | None = None,
-                  signal: str | None = None, **kwargs: Any) -> Reply | None:
+                  signal: str | int | None = None, **kwargs: Any) -> Reply | None:
         return self.revoke(task_id, destination=destination, terminate=True, signal=signal, **kwargs)
 
     def rate_limit(self, task_name: str, rate_limit: str | float | int | None,

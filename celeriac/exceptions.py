@@ -21,7 +21,9 @@
     ├── TimeLimitExceeded          the task passed its hard time_limit and was stopped
     ├── WorkerLostError            the process running the task died
     ├── LeaseLost                  this worker no longer holds the task's lease (fenced off)
-    └── ChordError                 a member of a chord's header failed
+    ├── ChordError                 a member of a chord's header failed
+    └── NotAvailable               a Celery feature left out on purpose (also a NotImplementedError);
+                                   the message names its section of docs/differences-from-celery.md
 
 Celery's other names are here too, so ``from celery.exceptions import ...`` lines keep
 working after the import is changed: ``CeleryError`` (``CeleriacError``),
@@ -184,6 +186,34 @@ class LeaseLost(CeleriacError):
 
 class ChordError(CeleriacError):
     """A member of a chord's header failed, so the chord's body cannot run."""
+
+
+#: Where each deliberate difference from Celery is explained, with its alternative.
+DIFFERENCES_PAGE = "docs/differences-from-celery.md"
+#: The section of the differences page on ``add_to_chord()``.
+ADD_TO_CHORD_SECTION = "Canvas: follow-ups exactly once, chords fail early"
+
+
+class NotAvailable(CeleriacError, NotImplementedError):
+    """A Celery feature celeriac leaves out on purpose (stamping, ``add_to_chord``).
+
+    The message says what to use instead and names the section of the differences page
+    (``docs/differences-from-celery.md``) that gives the reason.
+    """
+
+    def __init__(self, feature: str, alternative: str, section: str) -> None:
+        super().__init__(f"{feature} is not available in celeriac: {alternative} "
+                         f"(see {DIFFERENCES_PAGE}, \"{section}\")")
+        self.feature = feature
+        self.section = section
+
+
+def stamping_not_available(feature: str) -> NotAvailable:
+    """The error every stamping entry point raises (``Signature.stamp()``, revoking by stamps)."""
+    return NotAvailable(
+        feature, "stamping is left out; to mark a canvas, pass your own header or keyword argument "
+        "(apply_async(headers={...}) reaches self.request), and to stop one, revoke its ids "
+        "(revoke() on the result of a chain, group or chord revokes every task in it)", "Stamping")
 
 
 # --- Celery's other names -------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import _state
 from ._bridge import run_sync
-from .exceptions import TaskError, TimeoutError
+from .exceptions import TaskError, TimeoutError, stamping_not_available
 from .message import (
     EXCEPTION_STATES,
     FAILURE,
@@ -307,8 +307,17 @@ class AsyncResult(Generic[R]):
         store = await self.app.result_store()
         await store.forget(self.id)
 
-    def revoke(self, terminate: bool = False, **_: Any) -> None:
-        self.app.control.revoke(self.id, terminate=terminate)
+    def revoke(self, connection: Any = None, terminate: bool = False, signal: str | int | None = None,
+               wait: bool = False, timeout: float | None = None, **_: Any) -> None:
+        """Revoke this task; ``terminate=True`` stops it if it runs (with the prefork pool, its
+        child gets ``signal``, SIGTERM by default). ``wait``: return once the workers answered."""
+        self.app.control.revoke(self.id, terminate=terminate, signal=signal, reply=wait,
+                                timeout=1.0 if timeout is None else timeout)
+
+    def revoke_by_stamped_headers(self, headers: dict[str, Any], terminate: bool = False,
+                                  signal: str | None = None, **_: Any) -> None:
+        """Celery's revoke by stamps: not available (raises ``NotAvailable``); revoke by id instead."""
+        raise stamping_not_available("AsyncResult.revoke_by_stamped_headers()")
 
     def as_tuple(self) -> tuple[Any, ...]:
         """Celery's form: ``((id, parent's tuple or None), None)``; see ``result_from_tuple``."""
@@ -595,10 +604,13 @@ class ResultSet:
 
     # --- acting -----------------------------------------------------------------------
 
-    def revoke(self, terminate: bool = False, **_: Any) -> None:
+    def revoke(self, connection: Any = None, terminate: bool = False, signal: str | int | None = None,
+               wait: bool = False, timeout: float | None = None, **_: Any) -> None:
+        """Revoke every task in the set (``terminate``/``signal`` as ``AsyncResult.revoke``)."""
         ids = [r.id for r in _leaves_of(self)]
         if ids:
-            self.app.control.revoke(ids, terminate=terminate)
+            self.app.control.revoke(ids, terminate=terminate, signal=signal, reply=wait,
+                                    timeout=1.0 if timeout is None else timeout)
 
     def forget(self) -> None:
         for r in self.results:

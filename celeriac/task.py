@@ -15,9 +15,12 @@ import contextlib
 import contextvars
 import datetime as dt
 import functools
+import importlib
 import inspect
 import socket
 import time
+import types
+import typing
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -28,10 +31,12 @@ from ._bridge import run_sync
 from .canvas import Plan, Signature, chain, chord, chunks, group, run_eager_followups, xmap, xstarmap
 from .context import Request, current_request, reset_request, set_request
 from .exceptions import (
+    ADD_TO_CHORD_SECTION,
     ConfigurationError,
     Ignore,
     ImproperlyConfigured,
     MaxRetriesExceededError,
+    NotAvailable,
     Retry,
     SerializationError,
 )
@@ -55,10 +60,12 @@ TASK_OPTIONS = frozenset({
     "track_started", "typing", "base", "shared", "retry_kwargs", "acks_on_failure_or_timeout",
     "reject_on_worker_lost", "store_errors_even_if_ignored", "throws", "pydantic", "trail",
     "lazy", "routing_key", "result_extended", "send_events", "store_eager_result", "acks_on_failure",
-    "acks_on_timeout", "resultrepr_maxsize", "abstract",
+    "acks_on_timeout", "resultrepr_maxsize", "abstract", "pydantic_strict", "pydantic_context",
+    "pydantic_dump_kwargs",
 })
 # Options of the decorator only, not attributes of the task.
-_DECORATOR_ONLY = frozenset({"base", "shared", "lazy"})
+_DECORATOR_ONLY = frozenset({"base", "shared", "lazy", "pydantic_strict", "pydantic_context",
+                             "pydantic_dump_kwargs"})
 
 _SEND_OPTION_NAMES = ("queue", "priority", "ignore_result", "expires", "serializer",
                       "time_limit", "soft_time_limit")
@@ -164,8 +171,12 @@ class Task(Generic[P, R]):
         options = dict(options or {})
         _check_options(options, type(self), getattr(fun, "__qualname__", repr(fun)))
         bind = bool(options.pop("bind", False))
-        for flag in _DECORATOR_ONLY:
-            options.pop(flag, None)
+        pydantic_options = {flag: options.pop(flag) for flag in _DECORATOR_ONLY if flag in options}
+        if options.get("pydantic"):
+            fun = pydantic_wrapper(fun, options.get("name") or _task_name(fun, app), app,
+                                   strict=bool(pydantic_options.get("pydantic_strict", False)),
+                                   context=pydantic_options.get("pydantic_context"),
+                                   dump_kwargs=pydantic_options.get("pydantic_dump_kwargs"))
         self._app = app
         self.fun = fun
         self.bind = bind
@@ -537,9 +548,8 @@ class Task(Generic[P, R]):
 
     def add_to_chord(self, sig: Any, lazy: bool = False) -> Any:
         """Celery's, for the Redis backend only; not available here (add the task to the header instead)."""
-        raise NotImplementedError(
-            "add_to_chord() is not available: a chord's header is fixed when it is sent; "
-            "put the task in the header, or chain a second chord")
+        raise NotAvailable("Task.add_to_chord()", "a chord's header is fixed when it is sent; put the task in "
+                           "the header, or chain a second chord", ADD_TO_CHORD_SECTION)
 
     # --- states -----------------------------------------------------------------------
 
@@ -744,10 +754,13 @@ def make_task(fun: Callable[..., Any], app: Celery | None, options: dict[str, An
     if not (isinstance(base, type) and issubclass(base, Task)):
         raise ConfigurationError(f"base={base!r} on {getattr(fun, '__qualname__', fun)}: it must be a Task subclass")
     _check_options(options, base, getattr(fun, "__qualname__", repr(fun)))
-    for flag in _DECORATOR_ONLY:
-        options.pop(flag, None)
+    pydantic_options = {flag: options.pop(flag) for flag in _DECORATOR_ONLY if flag in options}
     bind = bool(options.pop("bind", False))
     name = options.pop("name", None) or _task_name(fun, app)
+    if options.get("pydantic"):
+        fun = pydantic_wrapper(fun, name, app, strict=bool(pydantic_options.get("pydantic_strict", False)),
+                               context=pydantic_options.get("pydantic_context"),
+                               dump_kwargs=pydantic_options.get("pydantic_dump_kwargs"))
     namespace: dict[str, Any] = {
         "name": name, "bind": bind, "fun": staticmethod(fun), "run": fun if bind else staticmethod(fun),
         "__module__": getattr(fun, "__module__", None) or __name__, "__doc__": fun.__doc__,
@@ -763,6 +776,79 @@ def make_task(fun: Callable[..., Any], app: Celery | None, options: dict[str, An
     else:
         _state.register_shared(task)
     return task
+
+
+def pydantic_wrapper(fun: Callable[..., Any], task_name: str, app: Celery | None, strict: bool = False,
+                     context: dict[str, Any] | None = None,
+                     dump_kwargs: dict[str, Any] | None = None) -> Callable[..., Any]:
+    """``fun`` with Celery's ``pydantic=True`` behaviour (``@app.task(pydantic=True)``).
+
+    Each argument whose parameter is annotated with a pydantic model (or ``Model | None``)
+    is validated into that model (``model_validate(value, strict=pydantic_strict,
+    context=...)``; the context holds ``pydantic_context`` and ``celery_app``,
+    ``celery_task_name``), so callers send plain dicts; a returned model that is an
+    instance of the return annotation is sent back as ``model_dump(mode="json",
+    **pydantic_dump_kwargs)``. Works for ``async def`` functions too.
+    """
+    try:
+        BaseModel: type = importlib.import_module("pydantic").BaseModel  # optional: not a dependency
+    except ModuleNotFoundError as exc:
+        raise ImproperlyConfigured("You need to install pydantic to use pydantic=True on a task "
+                                   "(pip install pydantic)") from exc
+    dump = {"mode": "json", **(dump_kwargs or {})}
+    signature = inspect.signature(fun)
+    try:
+        hints = typing.get_type_hints(fun)
+    except Exception:  # unresolvable string annotations: use them as written
+        hints = {}
+
+    def annotation(name: str, empty: Any) -> Any:
+        return hints.get(name, empty)
+
+    models = {name: model for name, param in signature.parameters.items()
+              if (model := _model_of(annotation(name, param.annotation), BaseModel)) is not None}
+    returned_model = _model_of(annotation("return", signature.return_annotation), BaseModel)
+
+    def validated(args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
+        bound = signature.bind(*args, **kwargs)
+        for name, value in bound.arguments.items():
+            model = models.get(name)
+            if model is not None and value is not None:
+                bound.arguments[name] = model.model_validate(value, strict=strict, context={
+                    **(context or {}), "celery_app": app or _state.get_current_app(), "celery_task_name": task_name})
+        return bound
+
+    def dumped(value: Any) -> Any:
+        if returned_model is not None and isinstance(value, returned_model):
+            return value.model_dump(**dump)
+        return value
+
+    if inspect.iscoroutinefunction(fun):
+        @functools.wraps(fun)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            bound = validated(args, kwargs)
+            return dumped(await fun(*bound.args, **bound.kwargs))
+
+        return async_wrapper
+
+    @functools.wraps(fun)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        bound = validated(args, kwargs)
+        return dumped(fun(*bound.args, **bound.kwargs))
+
+    return wrapper
+
+
+def _model_of(annotation: Any, base: type) -> Any:
+    """The pydantic model class ``annotation`` names (``Model`` or ``Model | None``), else None."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(members) != 1 or len(typing.get_args(annotation)) != 2:
+            return None
+        annotation = members[0]
+    if inspect.isclass(annotation) and not isinstance(annotation, types.GenericAlias) and issubclass(annotation, base):
+        return annotation
+    return None
 
 
 def _check_options(options: dict[str, Any], base: type, what: str) -> None:

@@ -23,6 +23,7 @@ import asyncio
 import logging
 import os
 import platform
+import signal
 import sys
 import time
 from collections import Counter, OrderedDict
@@ -285,7 +286,7 @@ class RemoteControl:
         logger.info("no longer consuming from %s", queue)
         return ok(f"no longer consuming from {queue}")
 
-    def revoke(self, task_id: list[str] | str, terminate: bool = False, signal: str | None = None,
+    def revoke(self, task_id: list[str] | str, terminate: bool = False, signal: str | int | None = None,
                **_: Any) -> dict[str, Any]:
         ids = [task_id] if isinstance(task_id, str) else list(task_id)
         for one in ids:
@@ -295,10 +296,14 @@ class RemoteControl:
             self.revoked.popitem(last=False)
         if not terminate:
             return ok(f"tasks {', '.join(ids)} flagged as revoked")
+        try:
+            signum = signal_number(signal)
+        except ValueError as exc:
+            return nok(str(exc))
         running = [one for one in ids if one in self.worker._running]
         if not running:
             return ok("terminate: tasks unknown")
-        self.worker._on_revoked(dict.fromkeys(running, True))
+        self.worker._on_revoked(dict.fromkeys(running, True), signum=signum)
         stopped = [one for one in running if self.worker._cancel_reasons.get(one) == "revoked"]
         kept = [one for one in running if one not in stopped]
         text = f"terminate: {', '.join(stopped)}" if stopped else "terminate: none stopped"
@@ -308,6 +313,21 @@ class RemoteControl:
 
     def terminate(self, task_id: list[str] | str, signal: str | None = None, **_: Any) -> dict[str, Any]:
         return self.revoke(task_id, terminate=True, signal=signal)
+
+
+def signal_number(value: str | int | None) -> int | None:
+    """The signal ``revoke(signal=...)`` names, as Celery reads it: ``"SIGKILL"``, ``"KILL"``,
+    ``"kill"``, ``9`` or ``"9"``; None for None. An unknown name raises ``ValueError``."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        return int(value)
+    name = value.upper()
+    name = name if name.startswith("SIG") else f"SIG{name}"
+    try:
+        return int(getattr(signal, name))
+    except AttributeError:
+        raise ValueError(f"unknown signal {value!r} for revoke(signal=...)") from None
 
 
 def _queue_info(name: str) -> dict[str, Any]:

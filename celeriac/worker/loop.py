@@ -705,7 +705,9 @@ class Worker:
                 self._cancel_reasons[task_id] = why
                 running.cancel()
 
-    def _on_revoked(self, found: dict[str, bool]) -> None:
+    def _on_revoked(self, found: dict[str, bool], signum: int | None = None) -> None:
+        """Stop the running tasks ``found`` marks to terminate (``signum``: the signal
+        ``revoke(signal=...)`` named, for the prefork pool's children)."""
         for task_id, terminate in found.items():
             running = self._running.get(task_id)
             if not terminate or running is None:
@@ -714,7 +716,7 @@ class Worker:
                 # Its body is not in the pool yet, which could not tell whether it can be
                 # stopped; the lease keeper reports the id again at its next renewal.
                 continue
-            if not self._pool.cancel(task_id, hard=True):
+            if not self._pool.cancel(task_id, hard=True, signum=signum):
                 continue  # it runs to its end (the pool said why); cancelling here would hide it
             self._cancel_reasons[task_id] = "revoked"
             running.cancel()

@@ -43,11 +43,12 @@ class Pool(Protocol):
         ``TimeLimitExceeded``."""
         ...
 
-    def cancel(self, task_id: str, hard: bool) -> bool:
+    def cancel(self, task_id: str, hard: bool, signum: int | None = None) -> bool:
         """Stop the body running for ``task_id``. True if none goes on running here (or this
         pool runs none by that id), so the caller may stop waiting for it; False if it runs
         to its end. ``hard``: asked by ``revoke(terminate=True)``; if it cannot be done, the
-        pool logs why, once per task."""
+        pool logs why, once per task. ``signum``: the signal ``revoke(signal=...)`` named, for
+        a pool that ends a process (prefork); None: its default (SIGTERM)."""
         ...
 
     async def shutdown(self, timeout_s: float) -> bool:
@@ -102,7 +103,7 @@ class ThreadPool:
             if request.id is not None:
                 self._refused.discard(request.id)
 
-    def cancel(self, task_id: str, hard: bool) -> bool:
+    def cancel(self, task_id: str, hard: bool, signum: int | None = None) -> bool:
         with self._lock:
             on_a_thread = task_id in self._bodies.values()
         if not on_a_thread:
@@ -154,7 +155,7 @@ class InlinePool:
                   time_limit: float | None, soft_time_limit: float | None) -> Any:
         return run_body(task, request)  # never suspends: apply() drives it with no event loop
 
-    def cancel(self, task_id: str, hard: bool) -> bool:
+    def cancel(self, task_id: str, hard: bool, signum: int | None = None) -> bool:
         return False
 
     async def shutdown(self, timeout_s: float) -> bool:

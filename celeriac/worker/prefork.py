@@ -427,8 +427,11 @@ class PreforkPool:
                 self._after_task(child, reply)
         return decode_outcome(reply)
 
-    def cancel(self, task_id: str, hard: bool, signum: int = signal.SIGTERM) -> bool:
-        """End the child running ``task_id`` (SIGTERM, then SIGKILL after ``TERM_GRACE_S``)."""
+    def cancel(self, task_id: str, hard: bool, signum: int | None = None) -> bool:
+        """End the child running ``task_id`` with ``signum`` (default SIGTERM; SIGKILL follows
+        after ``TERM_GRACE_S`` if it is still there)."""
+        if signum is None:
+            signum = signal.SIGTERM
         for child in self._children.values():
             if child.task_id == task_id and not child.exited.done():
                 logger.info("%s (pid %d) running %s: sending %s", child.name, child.pid, task_id,

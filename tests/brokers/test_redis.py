@@ -375,6 +375,38 @@ async def test_waiters_share_one_pubsub_connection(redis_url: str, raw: aioredis
         await store.close()
 
 
+async def test_a_wait_that_times_out_returns_even_when_the_pubsub_connection_was_dropped(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py before 8 drops a PubSub's connection when its read is cancelled, so the
+    unsubscribe after a timed-out wait met a connection without a writer (AttributeError
+    from get(timeout=...) instead of celeriac's TimeoutError). The wait returns, and the
+    next wait subscribes on a fresh connection."""
+    store = RedisResultStore(redis_url)
+    await store.connect()
+    try:
+        await store.store([rec("slow", state=STARTED)])
+        assert (await store.wait_ready("slow", 0.2)).state == STARTED  # type: ignore[union-attr]
+        notices = store._notices
+        assert notices is not None and notices._pubsub is not None
+        dropped = notices._pubsub
+
+        async def writer_gone(*channels: Any) -> None:
+            raise AttributeError("'NoneType' object has no attribute 'writelines'")
+
+        monkeypatch.setattr(dropped, "unsubscribe", writer_gone)
+        record = await store.wait_ready("slow", 0.2)  # timed out: the unsubscribe fails as above
+        assert record is not None and record.state == STARTED
+        assert notices._pubsub is not dropped  # the dropped connection is let go
+        waiting = asyncio.create_task(store.wait_ready("slow", 5.0))
+        await asyncio.sleep(0.2)
+        await store.store([rec("slow")])
+        done = await waiting  # woken through a new subscription
+        assert done is not None and done.state == SUCCESS
+    finally:
+        await store.close()
+
+
 async def test_a_task_whose_leases_keep_running_out_fails_visibly(redis_url: str, raw: aioredis.Redis) -> None:
     broker = RedisBroker(redis_url, BrokerOptions(max_deliveries=2, result_expires_s=60))
     store = RedisResultStore(redis_url, 60, broker.connection)

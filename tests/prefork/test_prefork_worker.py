@@ -124,6 +124,19 @@ def test_revoke_terminate_ends_the_child_running_the_task(scenario: Scenario) ->
     assert scenario.call("where").get(timeout=GET_S) not in (pid, worker.pid)
 
 
+@pytest.mark.parametrize("named", ["SIGKILL", "usr1"])
+def test_revoke_terminate_with_a_signal_sends_that_signal(scenario: Scenario, named: str) -> None:
+    worker = scenario.start_worker("-P", "prefork", "-c", "1")
+    doomed = scenario.call("hold", 60)
+    pid = scenario.pid_running(doomed.id)
+    doomed.revoke(terminate=True, signal=named)  # AsyncResult.revoke carries it, as Celery's does
+    with pytest.raises(TaskRevokedError):
+        doomed.get(timeout=GET_S)
+    wait_until(lambda: not alive(pid), "the revoked task's child to end")
+    sent = "SIGKILL" if named == "SIGKILL" else "SIGUSR1"
+    worker.wait_for_line(f"running {doomed.id}: sending {sent}")
+
+
 def test_max_tasks_per_child_recycles_between_tasks(scenario: Scenario) -> None:
     scenario.start_worker("-P", "prefork", "-c", "2", "--max-tasks-per-child", "3")
     results = [scenario.call("where") for _ in range(30)]
