@@ -119,6 +119,7 @@ _ONE_PROCESS = ("the prefork pool replaces its children itself (`--autoscale MAX
                 "`--max-tasks-per-child`, `--max-memory-per-child`)")
 _OWN_LOGGING = "`celeriac worker` sets up its own logging"
 _CELERY_ARGUMENT = "it is an argument of Celery() that celeriac does not use"
+_READ_FROM_ARGUMENT = "it is an argument of Celery(); pass it there, where celeriac reads it"
 
 # Celery settings celeriac knows and deliberately does not read: setting one logs why, once,
 # at info level, instead of the unknown-setting warning.
@@ -171,10 +172,10 @@ IGNORED: dict[str, str] = {
     "tasks": _CELERY_ARGUMENT,
     "changes": _CELERY_ARGUMENT,
     "fixups": _CELERY_ARGUMENT,
-    "task_cls": _CELERY_ARGUMENT,
+    "task_cls": _READ_FROM_ARGUMENT,
     "autofinalize": _CELERY_ARGUMENT,
     "namespace": _CELERY_ARGUMENT,
-    "strict_typing": _CELERY_ARGUMENT,
+    "strict_typing": _READ_FROM_ARGUMENT,
 }
 
 MISSED_POLICIES = ("run_once", "skip")
