@@ -488,10 +488,6 @@ def _distinct(parts: list[Signature]) -> list[Signature]:
     return out
 
 
-# Options holding signatures or a mutable mapping: a copy copies them too.
-_NESTED_OPTIONS = ("link", "link_error", "chain", "headers")
-
-
 def _copied(value: Any, app: Celery | None) -> Signature:
     """A copy of a canvas for sending: every signature in it a new object (ids kept).
 
@@ -499,21 +495,12 @@ def _copied(value: Any, app: Celery | None) -> Signature:
     object that appears twice becomes two.
     """
     sig = _as_signature(value, app)
-    if type(sig) is Signature and not any(map(sig["options"].get, _NESTED_OPTIONS)):
-        # A plain task, by far the most common member: one level, built directly (a group
-        # of thousands pays this per member).
-        new = Signature.__new__(Signature)
-        dict.__init__(new, task=sig["task"], args=list(sig["args"]), kwargs=dict(sig["kwargs"]),
-                      options=dict(sig["options"]), immutable=sig.get("immutable", False),
-                      subtask_type=sig.get("subtask_type"))
-        new._app = sig._app
-        return new
     if isinstance(sig, _Composite):
         sig._materialize()
     own_app = sig._app or app
     d: dict[str, Any] = {
         "task": sig["task"], "args": list(sig["args"]), "kwargs": dict(sig["kwargs"]),
-        "options": dict(sig["options"]), "immutable": sig.get("immutable", False),
+        "options": dict(sig["options"]), "immutable": bool(sig.get("immutable", False)),
         "subtask_type": sig.get("subtask_type"),
     }
     kind, kw, opts = d["subtask_type"], d["kwargs"], d["options"]
@@ -531,7 +518,11 @@ def _copied(value: Any, app: Celery | None) -> Signature:
             opts[key] = [_copied(x, own_app) for x in _as_list(opts[key])]
     if isinstance(opts.get("headers"), dict):
         opts["headers"] = dict(opts["headers"])
-    new = type(sig).revive(d, own_app) if isinstance(sig, _Composite) else Signature(d, app=own_app)
+    if isinstance(sig, _Composite):
+        new = type(sig).revive(d, own_app)
+    else:  # ``d`` holds copies already: not through __init__, which would copy them again
+        new = Signature.__new__(Signature)
+        dict.__init__(new, d)
     new._app = sig._app
     return new
 
