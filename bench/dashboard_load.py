@@ -205,7 +205,7 @@ def pages(args: argparse.Namespace) -> None:
         print(f"| `{path}` | {p50:.1f} | {p95:.1f} | {worst:.1f} |")
 
 
-def produce(url: str, rate: float, until: float, sent: list[int]) -> None:
+def produce(rate: float, until: float, sent: list[int]) -> None:
     """``rate`` tasks a second in batches of a tenth of a second, from a thread of its own."""
     import dashbench  # the generated module, on PYTHONPATH
 
@@ -254,7 +254,7 @@ def soak(args: argparse.Namespace) -> None:
             wait_up(base, dash, tmp / "dashbench-soak.log")
             started = time.monotonic()
             until = started + args.minutes * 60
-            threading.Thread(target=produce, args=(args.url, args.rate, until, sent), daemon=True).start()
+            threading.Thread(target=produce, args=(args.rate, until, sent), daemon=True).start()
             threading.Thread(target=browse, args=(base, until), daemon=True).start()
             process = psutil.Process(dash.pid)
             while time.monotonic() < until:

@@ -72,7 +72,8 @@ def task_event(kind: str, hostname: str, task_id: str, name: str, **fields: Any)
                                  **fields))
 
 
-# The two events every task adds, built without ``**fields`` (a worker writes them per task).
+# The events every task adds (received, outcome, started), built without ``**fields``: a
+# worker writes them per task.
 def received_event(hostname: str, task_id: str, name: str, queue: str, retries: int, sent_ts: float | None,
                    eta_ts: float | None) -> bytes:
     return _encoder.encode(Event(type=TASK_RECEIVED, ts=time.time(), hostname=hostname, task_id=task_id, name=name,

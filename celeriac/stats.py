@@ -179,10 +179,7 @@ class StatsBatch:
 
     # The two calls a worker makes per task, kept short: they are on its hot path.
     def started(self, ts: float, name: str, queue: str, wait_s: float | None) -> None:
-        key = (int(ts // 60), name, queue)
-        row = self.rows.get(key)
-        if row is None:
-            row = self.rows[key] = StatsRow(*key)
+        row = self.row(ts, name, queue)
         row.started += 1
         if wait_s is not None:  # >= 0
             row.wait_buckets[bisect.bisect_left(BUCKETS_S, wait_s)] += 1
@@ -190,10 +187,7 @@ class StatsBatch:
 
     def finished(self, ts: float, name: str, queue: str, count: str, runtime_s: float) -> None:
         """``count``: one of ``COUNTS``; ``runtime_s`` >= 0."""
-        key = (int(ts // 60), name, queue)
-        row = self.rows.get(key)
-        if row is None:
-            row = self.rows[key] = StatsRow(*key)
+        row = self.row(ts, name, queue)
         setattr(row, count, getattr(row, count) + 1)
         row.runtime_buckets[bisect.bisect_left(BUCKETS_S, runtime_s)] += 1
         row.runtime_sum_s += runtime_s
