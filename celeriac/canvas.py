@@ -38,7 +38,7 @@ from ._bridge import run_sync
 from .context import Request
 from .exceptions import ChordError, NotRegistered, stamping_not_available
 from .message import FAILURE, SUCCESS, ResultRecord, now_ms
-from .publish import build_message
+from .publish import MessageBuilder, MessageShape, new_task_ids
 from .result import PROPAGATE_STATES, AsyncResult, EagerResult, GroupResult, ResultSet
 from .serialization import from_wire
 from .servers.contracts import OutgoingMessage
@@ -264,13 +264,21 @@ class Signature(dict[str, Any]):
         """Add this signature's messages to ``plan`` and return its result handle (no I/O)."""
         call_args, call_kwargs, call_options = self._merge(args, kwargs, options)
         task = self._task()
-        task_options: dict[str, Any] = {}
+        builder = MessageBuilder(self.app, self.task, call_options, task.send_options() if task else None)
+        message, shape = self._add_message(plan, builder, task, call_args, call_kwargs)
+        return AsyncResult(message.task_id, app=self.app, task_name=self.task, ignored=shape.ignore_result)
+
+    def _add_message(self, plan: Plan, builder: MessageBuilder, task: Any, args: tuple[Any, ...],
+                     kwargs: dict[str, Any], task_id: str | None = None,
+                     group_index: int | None = None) -> tuple[OutgoingMessage, MessageShape]:
+        """Add the message of a call of this task, made by ``builder`` (this call's options), to ``plan``."""
+        call_args = list(args)
         if task is not None:
-            task._check_arguments(list(call_args), call_kwargs)
-            task_options = task.send_options()
-        message, result = build_message(self.app, self.task, call_args, call_kwargs, call_options, task_options)
+            task._check_arguments(call_args, kwargs)
+        shape = builder.shape(call_args, kwargs)
+        message = shape.message(call_args, kwargs, task_id, group_index)
         plan.messages.append(message)
-        return result
+        return message, shape
 
     def freeze(self, _id: str | None = None, group_id: str | None = None, chord: Any = None,
                root_id: str | None = None, parent_id: str | None = None, group_index: int | None = None) -> Any:
@@ -848,7 +856,9 @@ class group(_Composite):
         self["options"]["task_id"] = group_id
         members = self._leaves()
         self["kwargs"]["tasks"] = members
-        return GroupResult(group_id, [m.freeze() for m in members], app=self.app)
+        ids = new_task_ids(len(members))
+        return GroupResult(group_id, [m.freeze(new_id) for m, new_id in zip(members, ids, strict=True)],
+                           app=self.app)
 
     def prepare(self, plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any],
                 options: dict[str, Any]) -> Any:
@@ -884,13 +894,24 @@ class group(_Composite):
         """Prepare every (frozen, flattened) member; ``chord_info`` when this is a chord's header."""
         members = self.tasks
         _push_group_links(members, own)
-        shared = {k: v for k, v in options.items() if k not in _OWN_OPTIONS}
-        group_id = self.id
+        common = {k: v for k, v in options.items() if k not in _OWN_OPTIONS}
+        common["group_id"] = self.id
+        if chord_info is not None:
+            common["chord"] = chord_info
+        # Members that are plain calls (no options of their own but the id freeze gave them)
+        # share one MessageBuilder per task: the options are worked out once, not per member.
+        builders: dict[str, tuple[MessageBuilder, Any]] = {}
         for index, member in enumerate(members):
-            member_options = {**shared, "group_id": group_id, "group_index": index}
-            if chord_info is not None:
-                member_options["chord"] = chord_info
-            member.prepare(plan, args, kwargs, member_options)
+            if type(member) is Signature and member["options"].keys() <= {"task_id"}:
+                name = member["task"]
+                if name not in builders:
+                    task = member._task()
+                    builders[name] = MessageBuilder(self.app, name, common, task.send_options() if task else None), task
+                builder, task = builders[name]
+                call_args, call_kwargs, _ = member._merge(args, kwargs, {})
+                member._add_message(plan, builder, task, call_args, call_kwargs, member.id, index)
+            else:
+                member.prepare(plan, args, kwargs, {**common, "group_index": index})
 
     def _apply_here(self, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]) -> Any:
         _, _, options = self._merge(args, kwargs, options)

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from celeriac import Celery
 from celeriac.exceptions import ConfigurationError
 from celeriac.message import decode_envelope
 from celeriac.publish import (
+    MessageBuilder,
     build_message,
     eta_ms_of,
     expires_ms_of,
     merge_options,
+    new_task_ids,
     priority_of,
     queue_of,
     to_epoch_ms,
@@ -76,3 +82,31 @@ def test_build_message_puts_it_together() -> None:
         build_message(app, "proj.t", (), {}, {"serializer": "yaml"})
     with pytest.raises(ConfigurationError, match="needs 'pickle' in accept_content"):
         build_message(app, "proj.t", (), {}, {"serializer": "pickle"})
+
+
+@given(st.integers(min_value=0, max_value=300))
+def test_new_task_ids_are_distinct_version_4_uuids_as_uuid4_writes_them(count: int) -> None:
+    ids = new_task_ids(count)
+    assert len(set(ids)) == count
+    for task_id in ids:
+        parsed = uuid.UUID(task_id)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, task_id)
+
+
+def test_a_group_of_plain_calls_shares_one_shape_but_a_router_function_sees_each_call() -> None:
+    app = Celery("proj", broker="memory://publish-shapes", task_routes={"proj.*": {"queue": "routed"}})
+    builder = MessageBuilder(app, "proj.t", {"group_id": "g", "countdown": 5})
+    first, second = builder.shape([1], {}), builder.shape([2], {})
+    assert first is second
+    messages = [first.message([i], {}, task_id=f"id-{i}", group_index=i) for i in range(3)]
+    envelopes = [decode_envelope(m.body, frozenset({"json"})) for m in messages]
+    assert [(e.id, e.root_id, e.group_id, e.group_index, e.args) for e in envelopes] == [
+        (f"id-{i}", f"id-{i}", "g", i, [i]) for i in range(3)]
+    assert {m.queue for m in messages} == {"routed"} and len({m.eta_ms for m in messages}) == 1
+
+    def by_argument(name: str, args: list[Any], kwargs: dict[str, Any], options: dict[str, Any]) -> str:
+        return f"q{args[0] % 2}"
+
+    app.conf.task_routes = [by_argument]
+    builder = MessageBuilder(app, "proj.t", {"group_id": "g"})
+    assert [builder.shape([i], {}).message([i], {}).queue for i in range(3)] == ["q0", "q1", "q0"]
