@@ -10,7 +10,7 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
 import msgspec
@@ -360,7 +360,7 @@ class Celery:
         await self.publish([message], on_duplicate=options.get("on_duplicate", "error"))
         return result
 
-    async def publish(self, messages: list[OutgoingMessage], on_duplicate: str = "error") -> None:
+    async def publish(self, messages: Sequence[OutgoingMessage], on_duplicate: str = "error") -> None:
         """Publish, sending ``before_task_publish`` and ``after_task_publish`` when they have receivers."""
         if signals.before_task_publish.has_receivers:
             messages = [_before_publish(m) for m in messages]
@@ -376,7 +376,7 @@ class Celery:
         return AsyncResult(id, app=self, **kwargs)
 
 
-async def _emit_sent(clients: Clients, messages: list[OutgoingMessage]) -> None:
+async def _emit_sent(clients: Clients, messages: Sequence[OutgoingMessage]) -> None:
     """``task-sent`` events for what was just published; a failure to write them is logged, never raised
     (the messages are stored: events are a view for people)."""
     from .events import sent_events

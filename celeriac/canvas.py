@@ -38,7 +38,7 @@ from ._bridge import run_sync
 from .context import Request
 from .exceptions import ChordError, NotRegistered, stamping_not_available
 from .message import FAILURE, SUCCESS, ResultRecord, now_ms
-from .publish import MessageBuilder, MessageShape, new_task_ids
+from .publish import MessageBuilder, MessageShape, Outgoing, new_task_ids
 from .result import PROPAGATE_STATES, AsyncResult, EagerResult, GroupResult, ResultSet
 from .serialization import from_wire
 from .servers.contracts import OutgoingMessage
@@ -224,10 +224,15 @@ class Signature(dict[str, Any]):
 
     def _merge(self, args: Iterable[Any] | None, kwargs: dict[str, Any] | None,
                options: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]:
-        merged_options = {**self["options"], **options}  # shallow: sending only reads it
-        if self.immutable:
-            return self.args, dict(self["kwargs"]), merged_options
-        return (*(args or ()), *self.args), {**self["kwargs"], **(kwargs or {})}, merged_options
+        call_args, call_kwargs = self._arguments(args, kwargs)
+        return call_args, call_kwargs, {**self["options"], **options}  # shallow: sending only reads it
+
+    def _arguments(self, args: Iterable[Any] | None,
+                   kwargs: dict[str, Any] | None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The arguments of a call with ``args``/``kwargs`` (ignored when immutable) added."""
+        if self["immutable"]:
+            return tuple(self["args"]), dict(self["kwargs"])
+        return (*(args or ()), *self["args"]), {**self["kwargs"], **(kwargs or {})}
 
     # --- sending ----------------------------------------------------------------------
 
@@ -265,20 +270,18 @@ class Signature(dict[str, Any]):
         call_args, call_kwargs, call_options = self._merge(args, kwargs, options)
         task = self._task()
         builder = MessageBuilder(self.app, self.task, call_options, task.send_options() if task else None)
-        message, shape = self._add_message(plan, builder, task, call_args, call_kwargs)
+        message, shape = self._message(builder, task, call_args, call_kwargs)
+        plan.messages.append(message)
         return AsyncResult(message.task_id, app=self.app, task_name=self.task, ignored=shape.ignore_result)
 
-    def _add_message(self, plan: Plan, builder: MessageBuilder, task: Any, args: tuple[Any, ...],
-                     kwargs: dict[str, Any], task_id: str | None = None,
-                     group_index: int | None = None) -> tuple[OutgoingMessage, MessageShape]:
-        """Add the message of a call of this task, made by ``builder`` (this call's options), to ``plan``."""
+    def _message(self, builder: MessageBuilder, task: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 task_id: str | None = None, group_index: int | None = None) -> tuple[OutgoingMessage, MessageShape]:
+        """The message of a call of this task, made by ``builder`` (this call's options)."""
         call_args = list(args)
         if task is not None:
             task._check_arguments(call_args, kwargs)
         shape = builder.shape(call_args, kwargs)
-        message = shape.message(call_args, kwargs, task_id, group_index)
-        plan.messages.append(message)
-        return message, shape
+        return shape.message(call_args, kwargs, task_id, group_index), shape
 
     def freeze(self, _id: str | None = None, group_id: str | None = None, chord: Any = None,
                root_id: str | None = None, parent_id: str | None = None, group_index: int | None = None) -> Any:
@@ -445,7 +448,7 @@ _PLACE_OPTIONS = ("task_id", "group_id", "group_index", "chord", "chain", "link"
 class Plan:
     """Messages (and chord member lists) collected from a canvas, then sent in one batch."""
 
-    messages: list[OutgoingMessage] = field(default_factory=list)
+    messages: Outgoing = field(default_factory=Outgoing)
     groups_to_save: list[tuple[str, list[str]]] = field(default_factory=list)
 
     def send(self, app: Celery) -> None:
@@ -503,30 +506,33 @@ def _copied(value: Any, app: Celery | None) -> Signature:
     object that appears twice becomes two.
     """
     sig = _as_signature(value, app)
+    composite = isinstance(sig, _Composite)
     if isinstance(sig, _Composite):
         sig._materialize()
     own_app = sig._app or app
+    kw, opts = dict(sig["kwargs"]), dict(sig["options"])
     d: dict[str, Any] = {
-        "task": sig["task"], "args": list(sig["args"]), "kwargs": dict(sig["kwargs"]),
-        "options": dict(sig["options"]), "immutable": bool(sig.get("immutable", False)),
-        "subtask_type": sig.get("subtask_type"),
+        "task": sig["task"], "args": list(sig["args"]), "kwargs": kw, "options": opts,
+        "immutable": bool(sig.get("immutable", False)), "subtask_type": sig.get("subtask_type"),
     }
-    kind, kw, opts = d["subtask_type"], d["kwargs"], d["options"]
-    if kind in ("chain", "group"):
-        kw["tasks"] = [_copied(t, own_app) for t in kw["tasks"]]
-    elif kind == "chord":
-        kw["header"] = _copied(kw["header"], own_app)
-        if kw.get("body") is not None:
-            kw["body"] = _copied(kw["body"], own_app)
-    elif kind == "chunks":
-        kw["task"] = _copied(kw["task"], own_app)
-        kw["it"] = list(kw["it"])
-    for key in ("link", "link_error", "chain"):
-        if opts.get(key):
-            opts[key] = [_copied(x, own_app) for x in _as_list(opts[key])]
-    if isinstance(opts.get("headers"), dict):
-        opts["headers"] = dict(opts["headers"])
-    if isinstance(sig, _Composite):
+    if composite:  # its parts, in kwargs
+        kind = d["subtask_type"]
+        if kind in ("chain", "group"):
+            kw["tasks"] = [_copied(t, own_app) for t in kw["tasks"]]
+        elif kind == "chord":
+            kw["header"] = _copied(kw["header"], own_app)
+            if kw.get("body") is not None:
+                kw["body"] = _copied(kw["body"], own_app)
+        elif kind == "chunks":
+            kw["task"] = _copied(kw["task"], own_app)
+            kw["it"] = list(kw["it"])
+    if opts:  # the signatures and headers among its options
+        for key in ("link", "link_error", "chain"):
+            if opts.get(key):
+                opts[key] = [_copied(x, own_app) for x in _as_list(opts[key])]
+        if isinstance(opts.get("headers"), dict):
+            opts["headers"] = dict(opts["headers"])
+    if composite:
         new = type(sig).revive(d, own_app)
     else:  # ``d`` holds copies already: not through __init__, which would copy them again
         new = Signature.__new__(Signature)
@@ -900,16 +906,25 @@ class group(_Composite):
             common["chord"] = chord_info
         # Members that are plain calls (no options of their own but the id freeze gave them)
         # share one MessageBuilder per task: the options are worked out once, not per member.
+        plain = [type(m) is Signature and m["options"].keys() <= {"task_id"} for m in members]
         builders: dict[str, tuple[MessageBuilder, Any]] = {}
-        for index, member in enumerate(members):
-            if type(member) is Signature and member["options"].keys() <= {"task_id"}:
-                name = member["task"]
-                if name not in builders:
-                    task = member._task()
-                    builders[name] = MessageBuilder(self.app, name, common, task.send_options() if task else None), task
-                builder, task = builders[name]
-                call_args, call_kwargs, _ = member._merge(args, kwargs, {})
-                member._add_message(plan, builder, task, call_args, call_kwargs, member.id, index)
+        for member, is_plain in zip(members, plain, strict=True):
+            name = member["task"]
+            if is_plain and name not in builders:
+                task = member._task()
+                builders[name] = MessageBuilder(self.app, name, common, task.send_options() if task else None), task
+
+        def plain_message(member: Signature, index: int) -> OutgoingMessage:
+            builder, task = builders[member["task"]]
+            call_args, call_kwargs = member._arguments(args, kwargs)
+            return member._message(builder, task, call_args, call_kwargs, member.id, index)[0]
+
+        if all(plain):  # built as the broker reads them (see Outgoing)
+            plan.messages.add_lazily(len(members), (plain_message(m, i) for i, m in enumerate(members)))
+            return
+        for index, (member, is_plain) in enumerate(zip(members, plain, strict=True)):
+            if is_plain:
+                plan.messages.append(plain_message(member, index))
             else:
                 member.prepare(plan, args, kwargs, {**common, "group_index": index})
 

@@ -10,9 +10,9 @@ import datetime as dt
 import os
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import msgspec
 
@@ -142,6 +142,56 @@ class MessageShape:
         put_arguments(envelope, args, kwargs, self.accept_content)
         return OutgoingMessage(task_id, envelope.queue, encode_envelope(envelope), envelope.priority,
                                envelope.eta_ms, self.unique_for_s)
+
+
+class Outgoing(Sequence[OutgoingMessage]):
+    """The messages of one send, in order; some built only as a broker reads them.
+
+    A large group's plain members are added as a generator (``add_lazily``): the
+    PostgreSQL broker writes each message to its COPY while the next is built, so the
+    server stores the first ones while the caller encodes the rest, where building them
+    all first made the two wait for each other. Read again (or by index), what was built
+    is kept. An exception raised while building (a bad argument) reaches the broker while
+    it reads: every broker reads the whole batch before it writes, or writes it in a
+    transaction that the exception rolls back, so nothing of the batch is published.
+    """
+
+    def __init__(self) -> None:
+        self._built: list[OutgoingMessage] = []
+        self._pending: list[tuple[int, Iterator[OutgoingMessage]]] = []  # (count, source), in order
+        self._count = 0
+
+    def append(self, message: OutgoingMessage) -> None:
+        if self._pending:  # after lazy messages: read in order
+            self._pending.append((1, iter((message,))))
+        else:
+            self._built.append(message)
+        self._count += 1
+
+    def add_lazily(self, count: int, messages: Iterator[OutgoingMessage]) -> None:
+        """Add ``count`` messages that ``messages`` builds when they are read."""
+        self._pending.append((count, messages))
+        self._count += count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[OutgoingMessage]:
+        yield from self._built
+        while self._pending:
+            for message in self._pending[0][1]:  # left where it was if the reader stops
+                self._built.append(message)
+                yield message
+            self._pending.pop(0)
+
+    @overload
+    def __getitem__(self, index: int) -> OutgoingMessage: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[OutgoingMessage]: ...
+    def __getitem__(self, index: int | slice) -> OutgoingMessage | list[OutgoingMessage]:
+        for _ in self:  # everything built
+            pass
+        return self._built[index]
 
 
 def new_task_id() -> str:

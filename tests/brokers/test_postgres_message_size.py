@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from celeriac import Celery
+from celeriac import Celery, group
 from celeriac._bridge import run_sync
 from celeriac.exceptions import ConfigurationError
 from celeriac.servers import BrokerOptions, create_broker
@@ -46,6 +46,11 @@ def test_a_message_over_the_limit_is_refused_at_delay_and_nothing_is_written(app
     # A batch with one message too many bytes is refused whole.
     with pytest.raises(MessageTooLarge):
         app.send_task("upload", ["x" * 5000])
+    assert run_sync(_depths(app)) == {}
+    # A large group is written by COPY as its members are built: one member over the limit
+    # rolls it all back.
+    with pytest.raises(MessageTooLarge):
+        group(upload.s("x" * (5000 if i == 150 else 10)) for i in range(200)).apply_async()
     assert run_sync(_depths(app)) == {}
     small = upload.delay("x" * 100)
     assert run_sync(_depths(app)) == {"celery": 1} and small.id

@@ -68,6 +68,49 @@ async def test_duplicate_batch_writes_nothing(broker: Broker) -> None:
     assert sorted(await reserve(broker)) == ["taken"]
 
 
+# A large batch (a group of a few hundred): the PostgreSQL broker writes it by COPY, with
+# the same rules as a small one.
+LARGE = 300
+
+
+async def test_a_large_batch_keeps_its_order_priorities_and_schedules(broker: Broker) -> None:
+    now = int(time.time() * 1000)
+    batch = [msg(f"m{i:03}", priority=9 if i % 100 == 7 else 0, eta_ms=now + 60_000 if i % 50 == 3 else None)
+             for i in range(LARGE)]
+    await broker.publish(batch)
+    due = [m.task_id for m in batch if m.eta_ms is None]
+    urgent = [t for t in due if t.endswith("07")]
+    taken = await broker.reserve(["q"], LARGE, lease_ms=LEASE_MS, worker_id="w1", timeout_s=0)
+    assert [d.task_id for d in taken] == urgent + [t for t in due if t not in urgent]
+    assert await broker.ack(taken) == []
+    await broker.skew_clock(61_000)
+    assert await reserve(broker, LARGE) == [m.task_id for m in batch if m.eta_ms is not None]
+
+
+async def test_a_large_batch_with_a_pending_or_repeated_id_writes_nothing(broker: Broker) -> None:
+    await broker.publish([msg("taken")])
+    with pytest.raises(DuplicateTaskError, match="taken"):
+        await broker.publish([*(msg(f"a{i}") for i in range(LARGE)), msg("taken")])
+    with pytest.raises(DuplicateTaskError, match="twice"):
+        await broker.publish([*(msg(f"b{i}") for i in range(LARGE)), msg("twice"), msg("twice")])
+    assert await reserve(broker, LARGE) == ["taken"]
+    await broker.publish([*(msg(f"c{i}") for i in range(LARGE)), msg("c0")], on_duplicate="ignore")
+    assert await reserve(broker, 2 * LARGE) == [f"c{i}" for i in range(LARGE)]
+
+
+async def test_a_large_batch_with_a_remembered_unique_id_is_refused_or_skips_it(broker: Broker) -> None:
+    first = msg("once")
+    first.unique_for_s = 60
+    await broker.publish([first])
+    [d] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w", timeout_s=0)
+    assert await broker.ack([d]) == []
+    with pytest.raises(DuplicateTaskError, match="once"):
+        await broker.publish([*(msg(f"a{i}") for i in range(LARGE)), msg("once")])
+    assert await reserve(broker, LARGE) == []
+    await broker.publish([*(msg(f"b{i}") for i in range(LARGE)), msg("once")], on_duplicate="ignore")
+    assert await reserve(broker, 2 * LARGE) == [f"b{i}" for i in range(LARGE)]
+
+
 async def test_unique_id_is_refused_even_after_it_is_done(broker: Broker) -> None:
     body = msg("body-1")
     body.unique_for_s = 60

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from celeriac import Celery
+from celeriac import Celery, group
 from celeriac.exceptions import (
     DuplicateTaskError,
     SerializationError,
@@ -81,6 +81,28 @@ async def test_unserializable_argument_fails_at_delay_naming_it(app: Celery) -> 
     with pytest.raises(SerializationError, match="argument 0"):
         take.delay({1, 2})
     assert await (await app.clients()).broker.queue_depths() == {}
+
+
+async def test_a_large_group_with_one_bad_member_sends_nothing_and_names_the_argument(app: Celery) -> None:
+    """A group's members are built as the broker reads them (PostgreSQL's COPY writes each
+    while the next is built): a bad one still fails the send whole, on every broker."""
+    @app.task
+    def take(x: Any) -> None:
+        return None
+
+    def members(bad_at: int | None, size: int = 300) -> Any:
+        return group(take.s({1, 2} if i == bad_at else i) for i in range(size))
+
+    with pytest.raises(SerializationError, match="argument 0 of"):
+        members(bad_at=250).apply_async()
+    with pytest.raises(TypeError, match="wrong arguments"):
+        group([*(take.s(i) for i in range(200)), take.s(1, 2)]).apply_async()
+    broker = (await app.clients()).broker
+    assert await broker.queue_depths() == {}
+    sent = members(bad_at=None).apply_async()
+    assert await broker.queue_depths() == {"celery": 300}
+    await drain(app)
+    assert all(r.state == "SUCCESS" for r in sent.results)
 
 
 def test_wrong_arguments_fail_at_delay() -> None:

@@ -45,7 +45,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -589,6 +589,6 @@ class PostgresConnection:
 
         return await self.run(name, work, retry=retry)
 
-    def notify_queues(self, queues: Sequence[str]) -> None:
+    def notify_queues(self, queues: Iterable[str]) -> None:
         for queue in set(queues):
             self.notifier.notify(queue_key(queue))

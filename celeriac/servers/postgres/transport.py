@@ -2,9 +2,10 @@
 
 Every operation is one statement (``sql/transport.sql``), so it is atomic and one round
 trip; steps that belong together are chained in it as data-modifying CTEs. Reserving is
-one statement too: leases that ran out are taken back (or dead-lettered), then the best
-due messages are locked with ``SKIP LOCKED`` (workers never wait on each other's rows)
-and leased. Deadlines are set and compared in the database's clock. An idle ``reserve``
+one statement too: the best due messages are locked with ``SKIP LOCKED`` (workers never
+wait on each other's rows) and leased. Leases that ran out are taken back (or
+dead-lettered) by a statement of their own that a reserve runs first when it is due
+(``RECLAIM_EVERY_S``). Deadlines are set and compared in the database's clock. An idle ``reserve``
 waits for a notification on its queues' channels (``listener.py``), at most until the
 next scheduled message is due or lease runs out, and looks again now and then in case a
 notification was lost. The connection, the pool and the retries are in
@@ -45,11 +46,18 @@ from ..contracts import (
     max_deliveries_reason,
 )
 from ..shared import OnSharedConnection
-from . import MessageTooLarge, on_django
+from . import MessageTooLarge, copy_format, on_django
 from .connection import LeasedRows, PostgresConnection, from_ms, queue_key, result_key, to_ms
 from .results import expires_ms, result_params
 
 SAFETY_POLL_S = 5.0  # an idle reserve looks again this often even without a notice
+# A reserve takes back run-out leases first (the reclaim statement) at least this often,
+# or a quarter of the lease when that is shorter, and after every wait that ran out
+# rather than being woken (it ran out at the earliest lease's end, or a safety poll). A
+# killed worker's messages so go back within a lease and a quarter at most, while a
+# wake-up on a new message pays only for the reserve itself.
+RECLAIM_EVERY_S = 1.0
+RECLAIM_BATCH = 1000  # reclaim's LIMIT: a pass that takes back this many is followed by another
 BLIND_POLL_S = (0.02, 0.5)  # its back-off while the listener is down
 _DUPLICATE = "celeriac: duplicate task id"  # refuse_duplicate's message (0001_initial.sql)
 _TIMES = "@times@"
@@ -110,7 +118,6 @@ class LeaseCommits:
 # Batches of at least this many messages are published by COPY (_publish_by_copy): below
 # it, the single publish statement's one round trip costs less than COPY's three.
 COPY_MIN = 64
-COPY_TYPES = ("text", "text", "bytea", "int2", "timestamptz")  # publish_copy's columns
 
 
 class _NotByCopy(Exception):
@@ -138,7 +145,8 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
         self.options = options or BrokerOptions()
         self.connection = connection if connection is not None else PostgresConnection(url)
         self._leases = LeaseCommits()
-        self._reserve_args = {
+        self._reclaim_at = 0.0  # the loop time the next reclaim is due (0: at the next reserve)
+        self._reclaim_args = {
             "max_deliveries": self.options.max_deliveries,
             "reason_template": reason_template(self.options.max_deliveries),
             "record_template": lost_template(),
@@ -150,21 +158,21 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
         """Move this client's view of the database's clock forward by ``ms`` (tests)."""
         await self.connection.leases_committed()  # the leases it moves past have committed
         self.connection.skew_ms += ms
+        self._reclaim_at = 0.0  # leases may have run out by the new clock
 
     # --- publishing -------------------------------------------------------------------
 
     async def publish(self, messages: Sequence[OutgoingMessage], *, on_duplicate: str = "error") -> None:
         if not messages:
             return
-        _check_sizes(messages, self.connection.target.max_message_size)
-        batch = _without_repeats(messages, refuse=on_duplicate != "ignore")
-        values = publish_params(batch, refuse=on_duplicate != "ignore")
-        statement = self.connection.statements["publish"]  # Django's cursor binds on the client
-        queues = [m.queue for m in batch]
+        refuse = on_duplicate != "ignore"
+        limit = self.connection.target.max_message_size
         alias = on_django.transaction_alias(self.connection.target)
         if alias is not None:
             # Inside the caller's Django transaction on this database: the same statement on
             # Django's connection, committed or rolled back with the caller's rows.
+            batch, values = _statement_params(messages, limit, refuse)
+            statement = self.connection.statements["publish"]  # Django's cursor binds on the client
             try:
                 on_django.execute(alias, statement, self.connection.params({**values, "resent": False}))
             except Exception as exc:
@@ -172,20 +180,19 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
                 if refused is None:
                     raise
                 raise refused from None
-            on_django.on_commit(alias, lambda: self.connection.notify_queues(queues))
+            on_django.on_commit(alias, lambda: self.connection.notify_queues(m.queue for m in batch))
             return
         attempts = 0
-        by_copy = len(batch) >= COPY_MIN and not any(values["unique_ms"])
-        one = len(batch) == 1 and values["unique_ms"][0] is None
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> None:
             nonlocal attempts
             # Sent again after a lost reply, the first attempt may have stored the batch:
             # an id already there with the same body is then this call's own message.
             attempts += 1
-            if by_copy and attempts == 1 and await self._publish_by_copy(conn, values):
+            if attempts == 1 and len(messages) >= COPY_MIN and await self._publish_by_copy(conn, messages, limit):
                 return
-            if one and attempts == 1:
+            batch, values = _statement_params(messages, limit, refuse)
+            if attempts == 1 and len(batch) == 1 and values["unique_ms"][0] is None:
                 cursor = await conn.execute(self.connection.pool_statements["publish_one"], self.connection.params({
                     "task_id": values["task_ids"][0], "queue": values["queues"][0], "body": values["bodies"][0],
                     "priority": values["priorities"][0], "eta": values["etas"][0]}))
@@ -202,33 +209,55 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
                 raise refused from None
 
         await self.connection.run("publish", work)
-        self.connection.notify_queues(queues)
+        self.connection.notify_queues(m.queue for m in messages)
 
-    async def _publish_by_copy(self, conn: psycopg.AsyncConnection[Any], values: dict[str, Any]) -> bool:
+    async def _publish_by_copy(self, conn: psycopg.AsyncConnection[Any], messages: Sequence[OutgoingMessage],
+                               limit: int) -> bool:
         """Publish a large batch by COPY, in one transaction; False if it must go through publish.
 
         COPY writes rows several times faster than an INSERT of the same rows (no per-row
-        executor, the heap filled a page at a time) and its rows are sent in binary. It
-        has no ON CONFLICT: a batch with an id already pending (the primary key), or
-        remembered through unique_for_s (publish_begin), is rolled back whole here and
-        sent again through the publish statement, which refuses or skips it as it says.
+        executor, the heap filled a page at a time) and its rows are sent in binary. Each
+        message is written as it is read, so the server stores the first ones while a
+        group's later members are still being built (``publish.Outgoing``). COPY has no
+        ON CONFLICT: a batch with an id already pending (the primary key), repeated, or
+        remembered through ``unique_for_s`` is rolled back whole here and sent again
+        through the publish statement, which refuses or skips it as it says. A message
+        over the size limit, or one that cannot be built, raises and rolls it all back.
         """
         statements = self.connection.statements
         try:
             async with conn.transaction():
-                cursor = await conn.execute(self.connection.pool_statements["publish_begin"], self.connection.params({
-                    "task_ids": values["task_ids"], "queue_names": sorted(set(values["queues"]))}))
+                cursor = await conn.execute(self.connection.pool_statements["publish_begin"],
+                                            self.connection.params({}))
                 row = await cursor.fetchone()
                 assert row is not None
-                now, remembered = row[0], row[1]
-                if remembered:
-                    raise _NotByCopy
+                now = row[0]
+                now_us = copy_format.timestamp_us(now)
+                task_ids: list[str] = []
+                queues: set[str] = set()
                 async with conn.cursor().copy(statements["publish_copy"]) as copy:
-                    copy.set_types(COPY_TYPES)
-                    for task_id, queue, body, priority, eta in zip(
-                            values["task_ids"], values["queues"], values["bodies"], values["priorities"],
-                            values["etas"], strict=True):
-                        await copy.write_row((task_id, queue, body, priority, now if eta is None else eta))
+                    block, size = [copy_format.HEADER], 0
+                    for message in messages:
+                        if message.unique_for_s:
+                            raise _NotByCopy
+                        _check_size(message, limit)
+                        task_ids.append(message.task_id)
+                        queues.add(message.queue)
+                        row = copy_format.message_row(
+                            message.task_id, message.queue, message.body, _priority(message.priority),
+                            now_us if message.eta_ms is None else copy_format.epoch_ms_us(int(message.eta_ms)))
+                        block.append(row)
+                        size += len(row)
+                        if size >= copy_format.BLOCK_BYTES:
+                            await copy.write(b"".join(block))
+                            block, size = [], 0
+                    block.append(copy_format.TRAILER)
+                    await copy.write(b"".join(block))
+                cursor = await conn.execute(self.connection.pool_statements["publish_end"], self.connection.params({
+                    "task_ids": task_ids, "queue_names": sorted(queues)}))
+                row = await cursor.fetchone()
+                if row is None or row[0]:
+                    raise _NotByCopy  # an id is remembered through unique_for_s
         except (_NotByCopy, psycopg.errors.UniqueViolation):
             return False
         return True
@@ -244,8 +273,7 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
         keys = [queue_key(q) for q in names]
         notifier = self.connection.notifier
         listener = self.connection.listener
-        values = {**self._reserve_args, "queues": names, "max_count": max_count, "lease_ms": lease_ms,
-                  "worker_id": worker_id}
+        values = {"queues": names, "max_count": max_count, "lease_ms": lease_ms, "worker_id": worker_id}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         blind_poll_s = BLIND_POLL_S[0]
@@ -254,6 +282,8 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
             try:
                 live = timeout_s > 0 and await listener.listen_queues(names)
                 await self.connection.housekeeping.run_if_due()
+                if loop.time() >= self._reclaim_at:
+                    await self._reclaim(loop, lease_ms)
                 # Handed out before the commit when it leases anything (see the module's docstring).
                 rows = await self.connection.fetch("reserve", values)
                 taken = sorted((row for row in rows if row[0] is not None), key=lambda row: row[6])
@@ -264,9 +294,7 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
                         self._leases.track(deliveries, rows.committed)
                     return deliveries
                 [status] = [row for row in rows if row[0] is None]
-                db_now, changed, next_event = status[4], status[7], status[8]
-                if changed:
-                    continue  # leases were taken back: hand them out now
+                db_now, next_event = status[4], status[7]
                 remaining_s = deadline - loop.time()
                 if remaining_s <= 0:
                     return []
@@ -275,11 +303,18 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
                     wait_s = min(wait_s, max((next_event - db_now).total_seconds(), 0.001))
                 if await _wait_any(notices, wait_s):
                     blind_poll_s = BLIND_POLL_S[0]
-                elif not live:
-                    blind_poll_s = min(blind_poll_s * 2, BLIND_POLL_S[1])
+                else:
+                    self._reclaim_at = 0.0  # it waited for a lease's end, maybe
+                    if not live:
+                        blind_poll_s = min(blind_poll_s * 2, BLIND_POLL_S[1])
             finally:
                 for key, notice in zip(keys, notices, strict=True):
                     notifier.unsubscribe(key, notice)
+
+    async def _reclaim(self, loop: asyncio.AbstractEventLoop, lease_ms: int) -> None:
+        """Take back the leases that ran out (the reclaim statement), committed before the reserve."""
+        [(count,)] = await self.connection.fetch("reclaim", self._reclaim_args)
+        self._reclaim_at = 0.0 if count >= RECLAIM_BATCH else loop.time() + min(RECLAIM_EVERY_S, lease_ms / 4000)
 
     # --- finishing ------------------------------------------------------------------
 
@@ -464,16 +499,19 @@ def _refusal(exc: BaseException | None) -> DuplicateTaskError | None:
     return DuplicateTaskError.pending(task_id)
 
 
-def _check_sizes(messages: Sequence[OutgoingMessage], limit: int) -> None:
-    """Refuse the batch, before anything is written, if a message is over ``limit`` bytes."""
-    for message in messages:
-        size = len(message.body)
-        if size > limit:
-            raise MessageTooLarge(
-                f"the message of task {_task_name(message.body)!r} (id {message.task_id}) is {size} bytes, over "
-                f"the PostgreSQL broker's limit of {limit} bytes; send a reference to the data (a row id, a file "
-                "name, an object's key) instead of the data, or raise ?max_message_size= (bytes) in the broker URL"
-            )
+def _check_size(message: OutgoingMessage, limit: int) -> None:
+    """Refuse the batch, before it commits, if a message is over ``limit`` bytes."""
+    size = len(message.body)
+    if size > limit:
+        raise MessageTooLarge(
+            f"the message of task {_task_name(message.body)!r} (id {message.task_id}) is {size} bytes, over "
+            f"the PostgreSQL broker's limit of {limit} bytes; send a reference to the data (a row id, a file "
+            "name, an object's key) instead of the data, or raise ?max_message_size= (bytes) in the broker URL"
+        )
+
+
+def _priority(priority: int) -> int:
+    return 0 if priority < 0 else 9 if priority > 9 else priority
 
 
 def _task_name(body: bytes) -> str:
@@ -502,13 +540,22 @@ def _without_repeats(messages: Sequence[OutgoingMessage], *, refuse: bool) -> li
     return batch
 
 
+def _statement_params(messages: Sequence[OutgoingMessage], limit: int,
+                      refuse: bool) -> tuple[list[OutgoingMessage], dict[str, Any]]:
+    """The batch checked for the publish statement (sizes, repeated ids), and its arrays."""
+    for message in messages:
+        _check_size(message, limit)
+    batch = _without_repeats(messages, refuse=refuse)
+    return batch, publish_params(batch, refuse=refuse)
+
+
 def publish_params(messages: Sequence[OutgoingMessage], *, refuse: bool) -> dict[str, Any]:
     """The publish statement's arrays (one per column) for a batch without repeated ids."""
     return {
         "task_ids": [m.task_id for m in messages],
         "queues": [m.queue for m in messages],
         "bodies": [m.body for m in messages],
-        "priorities": [0 if m.priority < 0 else 9 if m.priority > 9 else m.priority for m in messages],
+        "priorities": [_priority(m.priority) for m in messages],
         "etas": [None if m.eta_ms is None else from_ms(int(m.eta_ms)) for m in messages],
         "unique_ms": [max(1, int(m.unique_for_s * 1000)) if m.unique_for_s else None for m in messages],
         "refuse": refuse,

@@ -69,6 +69,8 @@ class SQLiteBroker:
     # --- publishing -------------------------------------------------------------------
 
     async def publish(self, messages: Sequence[OutgoingMessage], *, on_duplicate: str = "error") -> None:
+        messages = list(messages)  # built here, in the caller's context, not on the database's thread
+
         def insert(conn: sqlite3.Connection) -> None:
             now = self.clock_ms()
             rows = []
@@ -76,19 +78,20 @@ class SQLiteBroker:
                 due = msg.eta_ms if msg.eta_ms is not None else now
                 state = SCHEDULED if due > now else QUEUED
                 rows.append((msg.task_id, msg.queue, msg.body, msg.priority, due, state))
-            unique = [m for m in messages if m.unique_for_s]
             # Expired unique ids are left for housekeeping to delete: until then they are
             # skipped here, and overwritten by a new unique publish of the same id.
             if on_duplicate != "ignore":
                 _refuse_duplicates(conn, [m.task_id for m in messages], now)
-            elif unique:
+                remembered: set[str] = set()
+            else:  # a remembered id is skipped, whether or not this message is unique too
                 remembered = {r[0] for r in conn.execute(
-                    with_marks(SQL["remembered-unique-ids"], len(unique)), [*(m.task_id for m in unique), now],
+                    with_marks(SQL["remembered-unique-ids"], len(messages)), [*(m.task_id for m in messages), now],
                 )}
                 rows = [row for row in rows if row[0] not in remembered]
             conn.executemany(
                 SQL["remember-unique-id"],
-                [(m.task_id, now + int(m.unique_for_s * 1000), now) for m in unique if m.unique_for_s],
+                [(m.task_id, now + int(m.unique_for_s * 1000), now) for m in messages
+                 if m.unique_for_s and m.task_id not in remembered],
             )
             conn.executemany(SQL["publish"], rows)
 

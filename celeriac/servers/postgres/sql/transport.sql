@@ -49,23 +49,16 @@ SELECT
            SELECT 1 FROM {schema}.messages m WHERE m.task_id = b.task_id AND m.body = b.body))
      ORDER BY b.n LIMIT 1) AS refused;
 
--- name: reserve
--- Lease up to %(max_count)s messages of the queues asked for, in one statement:
---  1. leases that ran out (any queue, oldest first, a bounded batch) go back to their
---     queue at the tail of their priority, one more run-out lease counted; or, once
---     max_deliveries of them ran out, to the dead letters with a FAILURE result, so that
---     get() does not wait forever. Rows taken back here are handed out by the next call
---     (this statement's snapshot still sees them reserved): the caller looks again at
---     once when the status row counts any;
---  2. the best due queued messages (priority 9 first, then oldest) are locked, skipping
---     rows other workers hold, and leased: delivery count + 1 (the fencing token), lease
---     deadline = now + lease_ms. Scheduled messages that are due are simply queued ones
---     whose available_at has passed;
---  3. each leased id's revoked check is answered too, saving the worker a round trip.
--- Rows: one per message leased (task_id not null), in hand-out order by rank, then one
--- status row: the database's now, how many leases were taken back or dead-lettered,
--- and, when nothing was leased, the next time something becomes due here (a scheduled
--- message of these queues, or any lease running out), for the caller's wait.
+-- name: reclaim
+-- Leases that ran out (any queue, oldest first, a bounded batch) go back to their queue
+-- at the tail of their priority, one more run-out lease counted; or, once max_deliveries
+-- of them ran out, to the dead letters with a FAILURE result, so that get() does not wait
+-- forever. A worker runs this before a reserve when it is due (transport.py,
+-- Reclaims): about once a second while it works, and whenever its wait for messages ran
+-- out rather than being woken, which is when a lease it waited for ends. Kept out of
+-- reserve because a plan this size costs every reserve about 0.4 ms even when nothing
+-- ran out: on an idle worker's wake-up, most of the time to its task's start.
+-- One row: how many leases were taken back or dead-lettered.
 WITH expired AS (
     SELECT e.task_id FROM {schema}.messages e
     WHERE e.state = {reserved} AND e.lease_until <= {now}
@@ -116,7 +109,21 @@ WITH expired AS (
     ORDER BY x.queue
     ON CONFLICT (queue) DO UPDATE SET expired = c.expired + excluded.expired,
         reclaimed = c.reclaimed + excluded.reclaimed
-), picked AS (
+)
+SELECT (SELECT count(*) FROM reclaimed) + (SELECT count(*) FROM buried) + 0 * (SELECT count(*) FROM lost_notices);
+
+-- name: reserve
+-- Lease up to %(max_count)s messages of the queues asked for, in one statement: the best
+-- due queued messages (priority 9 first, then oldest) are locked, skipping rows other
+-- workers hold, and leased: delivery count + 1 (the fencing token), lease deadline = now
+-- + lease_ms. Scheduled messages that are due are simply queued ones whose available_at
+-- has passed. Each leased id's revoked check is answered too, saving the worker a round
+-- trip. Leases that ran out are taken back by reclaim, not here.
+-- Rows: one per message leased (task_id not null), in hand-out order by rank, then one
+-- status row: the database's now and, when nothing was leased, the next time something
+-- becomes due here (a scheduled message of these queues, or any lease running out), for
+-- the caller's wait.
+WITH picked AS (
     -- Per queue the index hands its best rows in order; the outer ORDER BY merges them.
     SELECT c.task_id
     FROM unnest(%(queues)s::text[]) AS q (name)
@@ -140,11 +147,10 @@ WITH expired AS (
 SELECT t.task_id, t.queue, t.body, t.delivery_count, t.lease_until,
        EXISTS (SELECT 1 FROM {schema}.revoked v WHERE v.task_id = t.task_id AND v.expires_at > {now}) AS is_revoked,
        row_number() OVER (ORDER BY t.priority DESC, t.available_at, t.seq) AS rank,
-       NULL::bigint AS changed, NULL::timestamptz AS next_event
+       NULL::timestamptz AS next_event
 FROM taken t
 UNION ALL
 SELECT NULL, NULL, NULL, NULL, {now}, NULL, NULL,
-       (SELECT count(*) FROM reclaimed) + (SELECT count(*) FROM buried) + 0 * (SELECT count(*) FROM lost_notices),
        CASE WHEN NOT EXISTS (SELECT 1 FROM taken) THEN least(
            (SELECT min(l.lease_until) FROM {schema}.messages l WHERE l.state = {reserved}),
            -- The earliest eta still ahead: one index probe per queue and priority.
@@ -345,20 +351,23 @@ SELECT id, body FROM {schema}.events WHERE id > %(after)s ORDER BY id LIMIT %(li
 
 -- name: publish_begin
 -- A large batch is published by COPY (transport.py, publish_by_copy), in a transaction
--- that starts with this statement: the database's now (available_at of the messages with
--- no eta, the same now() publish would use: the transaction's start), whether any id of
--- the batch is remembered through unique_for_s (then the batch goes through publish
--- instead), and one notice per queue, delivered at the commit. A batch with an id that is
--- already pending fails the COPY on the primary key and goes through publish too.
-SELECT {now},
-       EXISTS (SELECT 1 FROM unnest(%(task_ids)s::text[]) AS b (task_id)
+-- that starts with this statement: the database's now, the available_at of the messages
+-- with no eta (the same now() publish would use: the transaction's start).
+SELECT {now};
+
+-- name: publish_copy
+COPY {schema}.messages (task_id, queue, body, priority, available_at) FROM STDIN (FORMAT BINARY);
+
+-- name: publish_end
+-- After the COPY, in its transaction: whether any id of the batch is remembered through
+-- unique_for_s (then the batch is rolled back and goes through publish instead), and one
+-- notice per queue, delivered at the commit. A batch with an id that is already pending
+-- fails the COPY on the primary key and goes through publish too.
+SELECT EXISTS (SELECT 1 FROM unnest(%(task_ids)s::text[]) AS b (task_id)
                JOIN {schema}.unique_ids u ON u.task_id = b.task_id
                WHERE u.remembered_until > {now}) AS remembered,
        (SELECT count(pg_notify({schema}.queue_channel(q.name), ''))
         FROM unnest(%(queue_names)s::text[]) AS q (name)) AS notified;
-
--- name: publish_copy
-COPY {schema}.messages (task_id, queue, body, priority, available_at) FROM STDIN (FORMAT BINARY);
 
 -- name: publish_one
 -- One message with no unique_for_s (most delay() calls), without publish's batch
