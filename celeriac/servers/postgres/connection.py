@@ -555,20 +555,25 @@ class PostgresConnection:
                 handed.set_result(rows)
             return True
 
+        def ended(done: asyncio.Future[bool]) -> None:
+            self._leasing.discard(done)
+            if not handed.done():  # it ended before handing out rows: its error is the caller's
+                if done.cancelled():
+                    handed.cancel()
+                else:
+                    handed.set_exception(done.exception() or AssertionError("the lease ended without rows"))
+
         committed = asyncio.ensure_future(self.run(name, work))
         self._leasing.add(committed)
-        committed.add_done_callback(self._leasing.discard)
+        committed.add_done_callback(ended)
         try:
-            either: set[asyncio.Future[Any]] = {handed, committed}
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            # Shielded: a cancelled caller must not cancel ``handed`` under ``work``, which
+            # decides below whether the transaction goes on (rows handed out) or not.
+            return await asyncio.shield(handed), committed
         except asyncio.CancelledError:
             if not handed.done():
                 committed.cancel()  # the pool closes a connection left inside a transaction
             raise
-        if not handed.done():
-            committed.result()  # its error
-            raise AssertionError("the lease transaction ended without rows")  # pragma: no cover
-        return handed.result(), committed
 
     async def execute(self, name: str, values: Mapping[str, Any], *, retry: bool = True) -> int:
         """The named statement's row count."""

@@ -50,11 +50,14 @@ class ConnectionPool:
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise PoolExhausted from None
+        if self._slots.locked():  # every connection in use: wait, but not for ever
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise PoolExhausted from None
+        else:
+            await self._slots.acquire()  # at once; no timer to set and cancel
         self.in_use += 1
         conn: Connection | None = None
         try:
