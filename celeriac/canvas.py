@@ -912,7 +912,7 @@ class group(_Composite):
             name = member["task"]
             if is_plain and name not in builders:
                 task = member._task()
-                builders[name] = MessageBuilder(self.app, name, common, task.send_options() if task else None), task
+                builders[name] = MessageBuilder(member.app, name, common, task.send_options() if task else None), task
 
         def plain_message(member: Signature, index: int) -> OutgoingMessage:
             builder, task = builders[member["task"]]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, overload
@@ -195,7 +194,7 @@ class Outgoing(Sequence[OutgoingMessage]):
 
 
 def new_task_id() -> str:
-    return str(uuid.uuid4())
+    return new_task_ids(1)[0]
 
 
 _VARIANT = "89ab" * 4  # the variant nibble: its top bits are 10 (RFC 4122)
