@@ -336,8 +336,8 @@ NOT_DURABLE = frozenset({"emit_events", "add_stats"})
 # Statements that read what a reserve changed (leases, dead letters, queue counts): sent
 # only once every lease this client handed out has committed, so a caller reads its own
 # writes (``lease``). The worker's own calls on its deliveries wait for theirs (transport.py).
-# Statements whose rows are handed out before their commit (``lease``): rows whose first
-# column is not null lease something (a reserve's status row has none).
+# Statements whose rows are handed out before their commit (``lease``): each row leases
+# a message.
 LEASES = frozenset({"reserve"})
 READS_LEASES = frozenset({"queue_depths", "queue_stats", "purge", "requeue_dead_letters", "dead_letters",
                           "count_dead_letters"})
@@ -349,10 +349,6 @@ class LeasedRows(list[Row]):
     def __init__(self, rows: list[Row], committed: asyncio.Future[bool]) -> None:
         super().__init__(rows)
         self.committed = committed
-
-
-def _leases_any(rows: list[Row]) -> bool:
-    return any(row[0] is not None for row in rows)
 
 
 # --- the connection -----------------------------------------------------------------
@@ -510,7 +506,7 @@ class PostgresConnection:
         if name in READS_LEASES:
             await self.leases_committed()
         if name in LEASES:
-            rows, committed = await self.lease(name, values, _leases_any)
+            rows, committed = await self.lease(name, values, bool)  # handed out early when it leased any
             return LeasedRows(rows, committed)
 
         async def work(conn: AsyncConnection[Row]) -> list[Row]:

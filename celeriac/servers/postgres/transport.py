@@ -286,18 +286,16 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
                     await self._reclaim(loop, lease_ms)
                 # Handed out before the commit when it leases anything (see the module's docstring).
                 rows = await self.connection.fetch("reserve", values)
-                taken = sorted((row for row in rows if row[0] is not None), key=lambda row: row[6])
-                if taken:
+                if rows:
                     deliveries = [Delivery(row[0], row[1], row[2], row[3], to_ms(row[4]), is_revoked=row[5])
-                                  for row in taken]
+                                  for row in sorted(rows, key=lambda row: row[6])]
                     if isinstance(rows, LeasedRows):
                         self._leases.track(deliveries, rows.committed)
                     return deliveries
-                [status] = [row for row in rows if row[0] is None]
-                db_now, next_event = status[4], status[7]
                 remaining_s = deadline - loop.time()
                 if remaining_s <= 0:
                     return []
+                [(db_now, next_event)] = await self.connection.fetch("reserve_status", {"queues": names})
                 wait_s = min(remaining_s, SAFETY_POLL_S if live else blind_poll_s)
                 if next_event is not None:
                     wait_s = min(wait_s, max((next_event - db_now).total_seconds(), 0.001))

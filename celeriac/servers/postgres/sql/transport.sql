@@ -119,10 +119,8 @@ SELECT (SELECT count(*) FROM reclaimed) + (SELECT count(*) FROM buried) + 0 * (S
 -- + lease_ms. Scheduled messages that are due are simply queued ones whose available_at
 -- has passed. Each leased id's revoked check is answered too, saving the worker a round
 -- trip. Leases that ran out are taken back by reclaim, not here.
--- Rows: one per message leased (task_id not null), in hand-out order by rank, then one
--- status row: the database's now and, when nothing was leased, the next time something
--- becomes due here (a scheduled message of these queues, or any lease running out), for
--- the caller's wait.
+-- Rows: one per message leased, with its hand-out order (rank). With none, the caller
+-- asks reserve_status how long it may wait.
 WITH picked AS (
     -- Per queue the index hands its best rows in order; the outer ORDER BY merges them.
     SELECT c.task_id
@@ -146,25 +144,26 @@ WITH picked AS (
 )
 SELECT t.task_id, t.queue, t.body, t.delivery_count, t.lease_until,
        EXISTS (SELECT 1 FROM {schema}.revoked v WHERE v.task_id = t.task_id AND v.expires_at > {now}) AS is_revoked,
-       row_number() OVER (ORDER BY t.priority DESC, t.available_at, t.seq) AS rank,
-       NULL::timestamptz AS next_event
-FROM taken t
-UNION ALL
-SELECT NULL, NULL, NULL, NULL, {now}, NULL, NULL,
-       CASE WHEN NOT EXISTS (SELECT 1 FROM taken) THEN least(
-           (SELECT min(l.lease_until) FROM {schema}.messages l WHERE l.state = {reserved}),
-           -- The earliest eta still ahead: one index probe per queue and priority.
-           (SELECT min(s.available_at)
-            FROM unnest(%(queues)s::text[]) AS q (name)
-            CROSS JOIN generate_series(0, 9) AS p (priority)
-            CROSS JOIN LATERAL (
-                SELECT m.available_at FROM {schema}.messages m
-                WHERE m.state = {queued} AND m.queue = q.name AND m.priority = p.priority
-                  AND m.available_at > {now}
-                ORDER BY m.available_at
-                LIMIT 1
-            ) s)
-       ) END;
+       row_number() OVER (ORDER BY t.priority DESC, t.available_at, t.seq) AS rank
+FROM taken t;
+
+-- name: reserve_status
+-- After a reserve that leased nothing: the database's now, and the next time something
+-- becomes due here (a scheduled message of these queues, or any lease running out), for
+-- the caller's wait. Apart from reserve, which it would cost about 0.1 ms on every wake-up.
+SELECT {now}, least(
+    (SELECT min(l.lease_until) FROM {schema}.messages l WHERE l.state = {reserved}),
+    -- The earliest eta still ahead: one index probe per queue and priority.
+    (SELECT min(s.available_at)
+     FROM unnest(%(queues)s::text[]) AS q (name)
+     CROSS JOIN generate_series(0, 9) AS p (priority)
+     CROSS JOIN LATERAL (
+         SELECT m.available_at FROM {schema}.messages m
+         WHERE m.state = {queued} AND m.queue = q.name AND m.priority = p.priority
+           AND m.available_at > {now}
+         ORDER BY m.available_at
+         LIMIT 1
+     ) s));
 
 -- name: renew
 -- Extend the leases this worker still holds; the rows returned are the ones renewed.
