@@ -191,14 +191,16 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
             attempts += 1
             if attempts == 1 and len(messages) >= COPY_MIN and await self._publish_by_copy(conn, messages, limit):
                 return
-            batch, values = _statement_params(messages, limit, refuse)
-            if attempts == 1 and len(batch) == 1 and values["unique_ms"][0] is None:
+            if attempts == 1 and len(messages) == 1 and not messages[0].unique_for_s:
+                one = messages[0]  # most delay() calls: no batch arrays to build
+                _check_size(one, limit)
                 cursor = await conn.execute(self.connection.pool_statements["publish_one"], self.connection.params({
-                    "task_id": values["task_ids"][0], "queue": values["queues"][0], "body": values["bodies"][0],
-                    "priority": values["priorities"][0], "eta": values["etas"][0]}))
+                    "task_id": one.task_id, "queue": one.queue, "body": one.body, "priority": _priority(one.priority),
+                    "eta": None if one.eta_ms is None else from_ms(int(one.eta_ms))}))
                 row = await cursor.fetchone()
                 if row is not None and row[0]:
                     return  # inserted; else publish says why not (or skips it)
+            _, values = _statement_params(messages, limit, refuse)
             try:
                 await conn.execute(self.connection.pool_statements["publish"],
                                    self.connection.params({**values, "resent": attempts > 1}))
