@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 
 
 class Notifier:
@@ -52,14 +53,19 @@ def _resolve(fut: asyncio.Future[None]) -> None:
 
 
 async def wait_for_notice(fut: asyncio.Future[None], timeout_s: float) -> bool:
-    """Wait for ``fut`` up to ``timeout_s``; True if it was notified.
+    """Wait for ``fut`` up to ``timeout_s``; True if it was notified."""
+    return await wait_for_any((fut,), timeout_s)
 
-    ``fut`` is left as it is on a timeout, so a caller may wait on it again.
+
+async def wait_for_any(futs: Sequence[asyncio.Future[None]], timeout_s: float) -> bool:
+    """Wait until one of ``futs`` is notified, up to ``timeout_s``; True if one was.
+
+    The futures are left as they are on a timeout, so a caller may wait on them again.
     ``asyncio.wait`` wakes the waiter two hops of the event loop after the notice, where
     ``wait_for`` with a shield took four: on an idle worker's wake-up each hop is tens of
     microseconds.
     """
-    if timeout_s <= 0 or fut.done():
-        return fut.done()
-    done, _ = await asyncio.wait((fut,), timeout=timeout_s)
+    if timeout_s <= 0 or any(f.done() for f in futs):
+        return any(f.done() for f in futs)
+    done, _ = await asyncio.wait(futs, timeout=timeout_s)
     return bool(done)

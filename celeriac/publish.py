@@ -157,19 +157,19 @@ class Outgoing(Sequence[OutgoingMessage]):
 
     def __init__(self) -> None:
         self._built: list[OutgoingMessage] = []
-        self._pending: list[tuple[int, Iterator[OutgoingMessage]]] = []  # (count, source), in order
+        self._pending: list[Iterator[OutgoingMessage]] = []  # lazy sources, in order
         self._count = 0
 
     def append(self, message: OutgoingMessage) -> None:
         if self._pending:  # after lazy messages: read in order
-            self._pending.append((1, iter((message,))))
+            self._pending.append(iter((message,)))
         else:
             self._built.append(message)
         self._count += 1
 
     def add_lazily(self, count: int, messages: Iterator[OutgoingMessage]) -> None:
         """Add ``count`` messages that ``messages`` builds when they are read."""
-        self._pending.append((count, messages))
+        self._pending.append(messages)
         self._count += count
 
     def __len__(self) -> int:
@@ -178,7 +178,7 @@ class Outgoing(Sequence[OutgoingMessage]):
     def __iter__(self) -> Iterator[OutgoingMessage]:
         yield from self._built
         while self._pending:
-            for message in self._pending[0][1]:  # left where it was if the reader stops
+            for message in self._pending[0]:  # left where it was if the reader stops
                 self._built.append(message)
                 yield message
             self._pending.pop(0)

@@ -506,7 +506,7 @@ class PostgresConnection:
         if name in READS_LEASES:
             await self.leases_committed()
         if name in LEASES:
-            rows, committed = await self.lease(name, values, bool)  # handed out early when it leased any
+            rows, committed = await self.lease(name, values)
             return LeasedRows(rows, committed)
 
         async def work(conn: AsyncConnection[Row]) -> list[Row]:
@@ -515,8 +515,7 @@ class PostgresConnection:
 
         return await self.run(name, work, retry=retry)
 
-    async def lease(self, name: str, values: Mapping[str, Any],
-                    ready: Callable[[list[Row]], bool]) -> tuple[list[Row], asyncio.Future[bool]]:
+    async def lease(self, name: str, values: Mapping[str, Any]) -> tuple[list[Row], asyncio.Future[bool]]:
         """The rows of the named statement, before its transaction has committed.
 
         One round trip (``BEGIN``, the statement and a flush, pipelined) brings the rows;
@@ -525,8 +524,8 @@ class PostgresConnection:
         True once committed, False if it did not (the connection dropped: the server rolled
         it back, or may have; nobody may act on those rows as committed). Until then the
         rows stay locked by this transaction, so no other statement can take or change
-        them. When ``ready(rows)`` is false (nothing worth handing out early), the rows come
-        after the commit instead. A connection lost before the rows arrived is retried as
+        them. With no rows (nothing leased, nothing worth handing out early) the empty list
+        comes after the commit instead. A connection lost before the rows arrived is retried as
         any call (nothing was committed).
         """
         statement = self.pool_statements[name]
@@ -539,7 +538,7 @@ class PostgresConnection:
                     await conn.execute("BEGIN")
                     cursor = await conn.execute(statement, self.params(values))
                     rows = await cursor.fetchall()  # a flush request: the rows, with no commit yet
-                    if ready(rows):
+                    if rows:
                         early = True
                         handed.set_result(rows)
                     await conn.execute("COMMIT")

@@ -26,12 +26,13 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import msgspec
 import psycopg
 
-from ..._notify import wait_for_notice
+from ..._notify import wait_for_any
 from ...exceptions import DuplicateTaskError
 from ...message import READY_STATES, DeadLetter, Delivery, ResultRecord, encode_record
 from ...stats import StatsRow, rows_from_items
@@ -196,7 +197,7 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
                 _check_size(one, limit)
                 cursor = await conn.execute(self.connection.pool_statements["publish_one"], self.connection.params({
                     "task_id": one.task_id, "queue": one.queue, "body": one.body, "priority": _priority(one.priority),
-                    "eta": None if one.eta_ms is None else from_ms(int(one.eta_ms))}))
+                    "eta": _eta(one)}))
                 row = await cursor.fetchone()
                 if row is not None and row[0]:
                     return  # inserted; else publish says why not (or skips it)
@@ -301,7 +302,7 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
                 wait_s = min(remaining_s, SAFETY_POLL_S if live else blind_poll_s)
                 if next_event is not None:
                     wait_s = min(wait_s, max((next_event - db_now).total_seconds(), 0.001))
-                if await _wait_any(notices, wait_s):
+                if await wait_for_any(notices, wait_s):
                     blind_poll_s = BLIND_POLL_S[0]
                 else:
                     self._reclaim_at = 0.0  # it waited for a lease's end, maybe
@@ -514,6 +515,11 @@ def _priority(priority: int) -> int:
     return 0 if priority < 0 else 9 if priority > 9 else priority
 
 
+def _eta(message: OutgoingMessage) -> datetime | None:
+    """When the message is due, for the statements (None: now, in the database's clock)."""
+    return None if message.eta_ms is None else from_ms(int(message.eta_ms))
+
+
 def _task_name(body: bytes) -> str:
     try:
         name = msgspec.json.decode(body, type=_Named).task
@@ -556,7 +562,7 @@ def publish_params(messages: Sequence[OutgoingMessage], *, refuse: bool) -> dict
         "queues": [m.queue for m in messages],
         "bodies": [m.body for m in messages],
         "priorities": [_priority(m.priority) for m in messages],
-        "etas": [None if m.eta_ms is None else from_ms(int(m.eta_ms)) for m in messages],
+        "etas": [_eta(m) for m in messages],
         "unique_ms": [max(1, int(m.unique_for_s * 1000)) if m.unique_for_s else None for m in messages],
         "refuse": refuse,
     }
@@ -564,13 +570,3 @@ def publish_params(messages: Sequence[OutgoingMessage], *, refuse: bool) -> dict
 
 def _fenced(deliveries: Sequence[Delivery]) -> dict[str, Any]:
     return {"task_ids": [d.task_id for d in deliveries], "tokens": [d.fencing_token for d in deliveries]}
-
-
-async def _wait_any(notices: list[asyncio.Future[None]], timeout_s: float) -> bool:
-    """Wait until one of ``notices`` fires or ``timeout_s`` passed; True if one fired."""
-    if len(notices) == 1:
-        return await wait_for_notice(notices[0], timeout_s)
-    if any(n.done() for n in notices):
-        return True
-    done, _ = await asyncio.wait(notices, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    return bool(done)
