@@ -10,7 +10,7 @@ import pytest
 
 from celeriac.exceptions import DuplicateTaskError
 from celeriac.servers import Broker
-from celeriac.servers.contracts import RequeueOutcome
+from celeriac.servers.contracts import OutgoingMessage, RequeueOutcome
 
 from .helpers import LEASE_MS, msg, reserve
 
@@ -73,6 +73,19 @@ async def test_duplicate_batch_writes_nothing(broker: Broker) -> None:
 LARGE = 300
 
 
+def large(prefix: str) -> list[OutgoingMessage]:
+    return [msg(f"{prefix}{i}") for i in range(LARGE)]
+
+
+async def remember_done(broker: Broker, task_id: str) -> None:
+    """Publish ``task_id`` with unique_for_s=60, then run it to done: its id stays remembered."""
+    first = msg(task_id)
+    first.unique_for_s = 60
+    await broker.publish([first])
+    [d] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w", timeout_s=0)
+    assert await broker.ack([d]) == []
+
+
 async def test_a_large_batch_keeps_its_order_priorities_and_schedules(broker: Broker) -> None:
     now = int(time.time() * 1000)
     batch = [msg(f"m{i:03}", priority=9 if i % 100 == 7 else 0, eta_ms=now + 60_000 if i % 50 == 3 else None)
@@ -90,33 +103,25 @@ async def test_a_large_batch_keeps_its_order_priorities_and_schedules(broker: Br
 async def test_a_large_batch_with_a_pending_or_repeated_id_writes_nothing(broker: Broker) -> None:
     await broker.publish([msg("taken")])
     with pytest.raises(DuplicateTaskError, match="taken"):
-        await broker.publish([*(msg(f"a{i}") for i in range(LARGE)), msg("taken")])
+        await broker.publish([*large("a"), msg("taken")])
     with pytest.raises(DuplicateTaskError, match="twice"):
-        await broker.publish([*(msg(f"b{i}") for i in range(LARGE)), msg("twice"), msg("twice")])
+        await broker.publish([*large("b"), msg("twice"), msg("twice")])
     assert await reserve(broker, LARGE) == ["taken"]
-    await broker.publish([*(msg(f"c{i}") for i in range(LARGE)), msg("c0")], on_duplicate="ignore")
+    await broker.publish([*large("c"), msg("c0")], on_duplicate="ignore")
     assert await reserve(broker, 2 * LARGE) == [f"c{i}" for i in range(LARGE)]
 
 
 async def test_a_large_batch_with_a_remembered_unique_id_is_refused_or_skips_it(broker: Broker) -> None:
-    first = msg("once")
-    first.unique_for_s = 60
-    await broker.publish([first])
-    [d] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w", timeout_s=0)
-    assert await broker.ack([d]) == []
+    await remember_done(broker, "once")
     with pytest.raises(DuplicateTaskError, match="once"):
-        await broker.publish([*(msg(f"a{i}") for i in range(LARGE)), msg("once")])
+        await broker.publish([*large("a"), msg("once")])
     assert await reserve(broker, LARGE) == []
-    await broker.publish([*(msg(f"b{i}") for i in range(LARGE)), msg("once")], on_duplicate="ignore")
+    await broker.publish([*large("b"), msg("once")], on_duplicate="ignore")
     assert await reserve(broker, 2 * LARGE) == [f"b{i}" for i in range(LARGE)]
 
 
 async def test_unique_id_is_refused_even_after_it_is_done(broker: Broker) -> None:
-    body = msg("body-1")
-    body.unique_for_s = 60
-    await broker.publish([body])
-    [d] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w", timeout_s=0)
-    assert await broker.ack([d]) == []
+    await remember_done(broker, "body-1")
     with pytest.raises(DuplicateTaskError, match="body-1"):
         await broker.publish([msg("body-1")])
     again = msg("body-1")
@@ -126,11 +131,7 @@ async def test_unique_id_is_refused_even_after_it_is_done(broker: Broker) -> Non
 
 
 async def test_unique_id_is_accepted_again_once_its_time_is_up(broker: Broker) -> None:
-    first = msg("once")
-    first.unique_for_s = 60
-    await broker.publish([first])
-    [d] = await broker.reserve(["q"], 1, lease_ms=LEASE_MS, worker_id="w", timeout_s=0)
-    assert await broker.ack([d]) == []
+    await remember_done(broker, "once")
     await broker.skew_clock(59_000)
     with pytest.raises(DuplicateTaskError, match="once"):
         await broker.publish([msg("once")])
