@@ -12,6 +12,7 @@ a run. ``Harness.close()`` (also run at exit) stops whatever is still alive.
 from __future__ import annotations
 
 import atexit
+import compileall
 import contextlib
 import json
 import os
@@ -176,6 +177,9 @@ class Harness:
         if result.returncode != 0:
             errors = [ln for ln in result.stderr.splitlines() if ln.startswith("ERROR")] or ["pip failed"]
             raise BenchFailure(f"failed: pip install {wanted}: {errors[-1][:160]}")
+        # pip --target leaves no .pyc files here: compile them now, or each worker would at
+        # start-up, on the drain's clock (see _compile_checkout in __main__.py).
+        compileall.compile_dir(side_dir, quiet=1)
         marker.write_text(wanted)
 
     def driver(self, peer: Peer, *args: str, timeout_s: float = 300.0) -> dict[str, Any]:
