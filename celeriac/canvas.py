@@ -29,7 +29,7 @@ import inspect
 import itertools
 import logging
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ from .publish import MessageBuilder, MessageShape, Outgoing, new_task_ids
 from .result import PROPAGATE_STATES, AsyncResult, EagerResult, GroupResult, ResultSet
 from .serialization import from_wire
 from .servers.contracts import OutgoingMessage
+from .utils.bulk import collector_paused
 
 if TYPE_CHECKING:
     from .app import Celery
@@ -246,22 +247,24 @@ class Signature(dict[str, Any]):
                     **options: Any) -> Any:
         if self.app.settings.task_always_eager:
             return self.apply(args, kwargs, **options)
-        plan = Plan()
-        result = self._for_sending().prepare(plan, tuple(args or ()), dict(kwargs or {}), options)
-        plan.send(self.app)
+        with collector_paused():  # a group's objects are made in bulk (utils/bulk.py)
+            plan = Plan()
+            result = self._for_sending(options).prepare(plan, tuple(args or ()), dict(kwargs or {}), options)
+            plan.send(self.app)
         return result
 
     async def aapply_async(self, args: Iterable[Any] | None = None,
                            kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
         if self.app.settings.task_always_eager:
             return self.apply(args, kwargs, **options)
-        plan = Plan()
-        result = self._for_sending().prepare(plan, tuple(args or ()), dict(kwargs or {}), options)
-        await plan.asend(self.app)
+        with collector_paused():
+            plan = Plan()
+            result = self._for_sending(options).prepare(plan, tuple(args or ()), dict(kwargs or {}), options)
+            await plan.asend(self.app)
         return result
 
-    def _for_sending(self) -> Signature:
-        """What ``apply_async`` prepares: a task signature is only read, so itself."""
+    def _for_sending(self, options: dict[str, Any]) -> Signature:
+        """What ``apply_async(**options)`` prepares: a task signature is only read, so itself."""
         return self
 
     def prepare(self, plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -573,8 +576,8 @@ class _Composite(Signature):
         merged_options = {**self["options"], **options}  # shallow: sending only reads it
         return tuple(args or ()), dict(kwargs or {}), merged_options
 
-    def _for_sending(self) -> Signature:
-        return _copied(self, self._app)
+    def _for_sending(self, options: dict[str, Any]) -> Signature:
+        return _copied(self, self._app)  # preparing freezes its parts: the caller's stay as they were
 
     def apply(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
               **options: Any) -> Any:
@@ -769,6 +772,33 @@ def _push_chain_links(steps: list[Signature], options: dict[str, Any]) -> None:
             step.link_error(errback)
 
 
+def _is_plain_call(member: Signature) -> bool:
+    """A task signature with no options of its own but an id: one call, nothing nested."""
+    return type(member) is Signature and member["options"].keys() <= {"task_id"}
+
+
+def _plain_message_maker(members: list[Signature], common: dict[str, Any], args: tuple[Any, ...],
+                         kwargs: dict[str, Any]) -> Callable[[Signature, str | None, int], OutgoingMessage]:
+    """What makes a group member's message from a plain call: ``make(member, task_id, index)``.
+
+    Plain calls of one task share one MessageBuilder: the group's options are worked out
+    once per task, not per member.
+    """
+    builders: dict[str, tuple[MessageBuilder, Any]] = {}
+    for member in members:
+        name = member["task"]
+        if name not in builders:
+            task = member._task()
+            builders[name] = MessageBuilder(member.app, name, common, task.send_options() if task else None), task
+
+    def make(member: Signature, task_id: str | None, index: int) -> OutgoingMessage:
+        builder, task = builders[member["task"]]
+        call_args, call_kwargs = member._arguments(args, kwargs)
+        return member._message(builder, task, call_args, call_kwargs, task_id, index)[0]
+
+    return make
+
+
 def _push_group_links(members: list[Signature], options: dict[str, Any]) -> None:
     """A group's callbacks go to its first member, made immutable (one task cannot pass the
     group's results on); its errbacks to every member, so each failure calls them."""
@@ -866,9 +896,24 @@ class group(_Composite):
         return GroupResult(group_id, [m.freeze(new_id) for m, new_id in zip(members, ids, strict=True)],
                            app=self.app)
 
+    def _for_sending(self, options: dict[str, Any]) -> Signature:
+        if self._sends_plain_calls({**self["options"], **options}):
+            return self  # only read while it is sent (_send_plain_calls)
+        return super()._for_sending(options)
+
+    def _sends_plain_calls(self, options: dict[str, Any]) -> bool:
+        """Whether sending with these (merged) options only reads the members: each a plain
+        call, and nothing that would write links into them or make the group a chord."""
+        if options.get("link") or options.get("link_error") or options.get("chain") or \
+                options.get("chord") is not None:
+            return False
+        return all(_is_plain_call(m) for m in self.tasks)
+
     def prepare(self, plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any],
                 options: dict[str, Any]) -> Any:
         _, _, options = self._merge(args, kwargs, options)
+        if self._sends_plain_calls(options):
+            return self._send_plain_calls(plan, args, kwargs, options)
         own: dict[str, Any] = {k: options.pop(k) for k in ("task_id", "link", "link_error") if k in options}
         chain_rest = list(options.pop("chain", None) or [])
         chord_info = options.pop("chord", None)
@@ -895,6 +940,21 @@ class group(_Composite):
             return result.results[0]  # group(a | group(b, c)): Celery's special case, its inner group
         return result
 
+    def _send_plain_calls(self, plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any],
+                          options: dict[str, Any]) -> GroupResult:
+        """Send a group of plain calls without copying or freezing them (the common large
+        group): their ids are kept beside them, so the caller's signatures are only read."""
+        members = self.tasks
+        group_id = self["options"].get("task_id") or options.get("task_id") or str(uuid.uuid4())
+        ids = [m["options"].get("task_id") or new for m, new in zip(members, new_task_ids(len(members)), strict=True)]
+        common = {k: v for k, v in options.items() if k not in _OWN_OPTIONS}
+        common["group_id"] = group_id
+        make = _plain_message_maker(members, common, args, kwargs)
+        # Built as the broker reads them (see Outgoing).
+        plan.messages.add_lazily(len(members), (make(m, ids[i], i) for i, m in enumerate(members)))
+        return GroupResult(group_id, [AsyncResult(task_id, app=m.app, task_name=m["task"])
+                                      for m, task_id in zip(members, ids, strict=True)], app=self.app)
+
     def _send_members(self, plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any],
                       options: dict[str, Any], own: dict[str, Any], chord_info: dict[str, Any] | None) -> None:
         """Prepare every (frozen, flattened) member; ``chord_info`` when this is a chord's header."""
@@ -904,27 +964,15 @@ class group(_Composite):
         common["group_id"] = self.id
         if chord_info is not None:
             common["chord"] = chord_info
-        # Members that are plain calls (no options of their own but the id freeze gave them)
-        # share one MessageBuilder per task: the options are worked out once, not per member.
-        plain = [type(m) is Signature and m["options"].keys() <= {"task_id"} for m in members]
-        builders: dict[str, tuple[MessageBuilder, Any]] = {}
-        for member, is_plain in zip(members, plain, strict=True):
-            name = member["task"]
-            if is_plain and name not in builders:
-                task = member._task()
-                builders[name] = MessageBuilder(member.app, name, common, task.send_options() if task else None), task
-
-        def plain_message(member: Signature, index: int) -> OutgoingMessage:
-            builder, task = builders[member["task"]]
-            call_args, call_kwargs = member._arguments(args, kwargs)
-            return member._message(builder, task, call_args, call_kwargs, member.id, index)[0]
-
+        plain = [_is_plain_call(m) for m in members]
+        make = _plain_message_maker([m for m, is_plain in zip(members, plain, strict=True) if is_plain],
+                                    common, args, kwargs)
         if all(plain):  # built as the broker reads them (see Outgoing)
-            plan.messages.add_lazily(len(members), (plain_message(m, i) for i, m in enumerate(members)))
+            plan.messages.add_lazily(len(members), (make(m, m.id, i) for i, m in enumerate(members)))
             return
         for index, (member, is_plain) in enumerate(zip(members, plain, strict=True)):
             if is_plain:
-                plan.messages.append(plain_message(member, index))
+                plan.messages.append(make(member, member.id, index))
             else:
                 member.prepare(plan, args, kwargs, {**common, "group_index": index})
 

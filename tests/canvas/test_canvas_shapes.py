@@ -30,7 +30,7 @@ def add(app: Celery) -> Any:
 
 def messages_of(sig: Signature, *args: Any) -> list[Any]:
     plan = Plan()
-    sig._for_sending().prepare(plan, args, {}, {})
+    sig._for_sending({}).prepare(plan, args, {}, {})
     return [decode_envelope(m.body, frozenset({"json"})) for m in plan.messages]
 
 
@@ -81,6 +81,25 @@ def test_sending_twice_sends_new_ids_unless_frozen(add: Any) -> None:
     assert first.isdisjoint(second)  # the canvas itself was not changed by sending
     last = c.freeze()
     assert messages_of(c)[0].chain[0]["options"]["task_id"] == last.id
+
+
+def test_a_group_of_plain_calls_is_sent_as_read_and_its_result_names_its_messages(add: Any) -> None:
+    # The large-group path shares the caller's signatures instead of copying them: it must
+    # leave them as they were, honour ids fixed by freeze(), and return the ids it sent.
+    g = group(add.s(i) for i in range(5))
+    before = [dict(m, options=dict(m["options"])) for m in g.tasks]
+    plan = Plan()
+    result = g._for_sending({}).prepare(plan, (7,), {}, {"queue": "q"})
+    sent = [decode_envelope(m.body, frozenset({"json"})) for m in plan.messages]
+    assert [m.id for m in sent] == [r.id for r in result.results]
+    assert [m.args for m in sent] == [[7, i] for i in range(5)]
+    assert {m.group_id for m in sent} == {result.id} and [m.group_index for m in sent] == list(range(5))
+    assert {m.queue for m in sent} == {"q"}
+    assert [dict(m, options=dict(m["options"])) for m in g.tasks] == before
+    assert {m.id for m in messages_of(g)}.isdisjoint(m.id for m in sent)
+    frozen = g.freeze()
+    assert [m.id for m in messages_of(g)] == [r.id for r in frozen.results]
+    assert {m.group_id for m in messages_of(g)} == {frozen.id}
 
 
 def test_nested_groups_flatten(add: Any) -> None:
