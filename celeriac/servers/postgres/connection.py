@@ -518,15 +518,17 @@ class PostgresConnection:
     async def lease(self, name: str, values: Mapping[str, Any]) -> tuple[list[Row], asyncio.Future[bool]]:
         """The rows of the named statement, before its transaction has committed.
 
-        One round trip (``BEGIN``, the statement and a flush, pipelined) brings the rows;
-        the ``COMMIT`` is sent at once and its disk wait goes on in the background, on the
-        same connection, while the caller uses the rows. The second value says how it went:
-        True once committed, False if it did not (the connection dropped: the server rolled
-        it back, or may have; nobody may act on those rows as committed). Until then the
-        rows stay locked by this transaction, so no other statement can take or change
-        them. With no rows (nothing leased, nothing worth handing out early) the empty list
-        comes after the commit instead. A connection lost before the rows arrived is retried as
-        any call (nothing was committed).
+        One round trip brings the rows: the statement and a flush request, pipelined. A
+        pipeline's statements up to its sync run as one implicit transaction, so the rows
+        come before the commit, which the sync at the pipeline's end makes while the caller
+        uses the rows (no BEGIN and COMMIT of its own: two calls fewer on an idle worker's
+        wake-up). The second value says how it went: True once committed, False if it did
+        not (the connection dropped: the server rolled it back, or may have; nobody may act
+        on those rows as committed). Until then the rows stay locked by this transaction, so
+        no other statement can take or change them. With no rows (nothing leased, nothing
+        worth handing out early) the empty list comes after the commit instead. A
+        connection lost before the rows arrived is retried as any call (nothing was
+        committed).
         """
         statement = self.pool_statements[name]
         handed: asyncio.Future[list[Row]] = asyncio.get_running_loop().create_future()
@@ -535,18 +537,24 @@ class PostgresConnection:
             early = False
             try:
                 async with conn.pipeline():
-                    await conn.execute("BEGIN")
-                    cursor = await conn.execute(statement, self.params(values))
-                    rows = await cursor.fetchall()  # a flush request: the rows, with no commit yet
+                    try:
+                        cursor = await conn.execute(statement, self.params(values))
+                        rows = await cursor.fetchall()  # a flush request: the rows, with no commit yet
+                        if handed.cancelled():
+                            raise asyncio.CancelledError  # the caller left: nobody takes these rows
+                    except BaseException:
+                        # The pipeline's sync would commit what ran: roll it back first.
+                        with contextlib.suppress(psycopg.Error):
+                            await conn.execute("ROLLBACK")
+                        raise
                     if rows:
                         early = True
                         handed.set_result(rows)
-                    await conn.execute("COMMIT")
             except psycopg.Error:
                 if not early:
                     raise  # nothing handed out: run() retries a lost connection as usual
                 return False
-            if not early:
+            if not early and not handed.done():
                 handed.set_result(rows)
             return True
 
@@ -562,12 +570,12 @@ class PostgresConnection:
         self._leasing.add(committed)
         committed.add_done_callback(ended)
         try:
-            # Shielded: a cancelled caller must not cancel ``handed`` under ``work``, which
-            # decides below whether the transaction goes on (rows handed out) or not.
-            return await asyncio.shield(handed), committed
+            return await handed, committed
         except asyncio.CancelledError:
-            if not handed.done():
-                committed.cancel()  # the pool closes a connection left inside a transaction
+            # Cancelled while waiting, ``handed`` is cancelled with it, and ``work`` rolls
+            # back whatever it leased; rows already handed out commit (the caller dropped them).
+            if handed.cancelled():
+                committed.cancel()
             raise
 
     async def execute(self, name: str, values: Mapping[str, Any], *, retry: bool = True) -> int:
