@@ -254,54 +254,54 @@ class Worker:
         lease_ms = int(self.lease_s * 1000)
         reserving_backoff = Backoff(logger, "cannot reserve from the broker", "broker reachable again",
                                     base_s=0.2, cap_s=BROKER_RETRY_MAX_S, level=logging.ERROR)
-        stop_waiter = asyncio.create_task(self._stop_requested.wait())
-        try:
-            while not self._stop_requested.is_set():
-                free = self.concurrency - len(self._running)
-                if not self.queues:  # every queue cancelled (cancel_consumer): wait for one to be added
-                    await asyncio.wait({stop_waiter}, timeout=IDLE_RESERVE_TIMEOUT_S)
-                    continue
-                if free <= 0:
-                    self._slot_free.clear()
-                    await self._slot_free.wait()
-                    continue
-                reserving = asyncio.create_task(self.broker.reserve(
+        while not self._stop_requested.is_set():
+            free = self.concurrency - len(self._running)
+            if not self.queues:  # every queue cancelled (cancel_consumer): wait for one to be added
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop_requested.wait(), IDLE_RESERVE_TIMEOUT_S)
+                continue
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            # Awaited here, not raced against a stop request: the reserve waits at most
+            # IDLE_RESERVE_TIMEOUT_S, and on an idle worker's wake-up each task and wait
+            # between the notice and the run is a hop of the event loop.
+            try:
+                deliveries = await self.broker.reserve(
                     self.queues, free, lease_ms=lease_ms, worker_id=self.worker_id,
                     timeout_s=0.05 if self.until_empty else IDLE_RESERVE_TIMEOUT_S,
-                ))
-                await asyncio.wait({reserving, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
-                if not reserving.done():
-                    # Stopping: let the reserve finish (it is bounded) and hand back what it got.
-                    await self._release_unstarted(reserving)
+                )
+                is_drained = (not deliveries and self.until_empty and not self._running
+                              and not self._finishing and not await self._has_waiting())
+            except Exception as exc:
+                if self._stop_requested.is_set():
                     return
-                try:
-                    deliveries = reserving.result()
-                    is_drained = (not deliveries and self.until_empty and not self._running
-                                  and not self._finishing and not await self._has_waiting())
-                except Exception as exc:
-                    await asyncio.sleep(reserving_backoff.failed(exc))
-                    continue
-                reserving_backoff.succeeded()
-                if deliveries:
-                    await self._dispatch(deliveries)  # never raises: each message fails alone
-                elif is_drained:
-                    await self.completion.drain()
-                    self.stop()
-        finally:
-            stop_waiter.cancel()
+                await asyncio.sleep(reserving_backoff.failed(exc))
+                continue
+            reserving_backoff.succeeded()
+            if self._stop_requested.is_set():
+                await self._release_unstarted(deliveries)  # stopping: hand back what it got
+                return
+            if deliveries:
+                await self._dispatch(deliveries)  # never raises: each message fails alone
+            elif is_drained:
+                await self.completion.drain()
+                self.stop()
 
     async def _has_waiting(self) -> bool:
         """Whether our queues hold queued or scheduled messages (for --until-empty)."""
         depths = await self.admin.queue_depths()
         return any(depths.get(queue) for queue in self.queues)
 
-    async def _release_unstarted(self, reserving: asyncio.Task[list[Delivery]]) -> None:
-        try:
-            deliveries = await reserving
-        except Exception:
+    async def _release_unstarted(self, deliveries: list[Delivery]) -> None:
+        if not deliveries:
             return
-        if deliveries:
+        try:
             await self.broker.release(deliveries)
+        except Exception as exc:
+            logger.error("could not hand back %d reserved message(s) at shutdown (%s); they come back "
+                         "when their leases run out", len(deliveries), exc)
 
     async def _dispatch(self, deliveries: list[Delivery]) -> None:
         revoked = await self._revoked_among(deliveries)
