@@ -300,12 +300,14 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
                     return []
                 [(db_now, next_event)] = await self.connection.fetch("reserve_status", {"queues": names})
                 wait_s = min(remaining_s, SAFETY_POLL_S if live else blind_poll_s)
-                if next_event is not None:
-                    wait_s = min(wait_s, max((next_event - db_now).total_seconds(), 0.001))
+                until_due_s = None if next_event is None else max((next_event - db_now).total_seconds(), 0.001)
+                if until_due_s is not None and until_due_s <= wait_s:
+                    wait_s = until_due_s
                 if await wait_for_any(notices, wait_s):
                     blind_poll_s = BLIND_POLL_S[0]
                 else:
-                    self._reclaim_at = 0.0  # it waited for a lease's end, maybe
+                    if wait_s == until_due_s:
+                        self._reclaim_at = 0.0  # it waited for a lease's end, maybe: take back what ran out
                     if not live:
                         blind_poll_s = min(blind_poll_s * 2, BLIND_POLL_S[1])
             finally:
