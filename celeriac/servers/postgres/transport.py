@@ -308,6 +308,11 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
                 else:
                     if wait_s == until_due_s:
                         self._reclaim_at = 0.0  # it waited for a lease's end, maybe: take back what ran out
+                    elif wait_s == remaining_s:
+                        # The caller's time is up with no notice: return, not one more reserve.
+                        # Its next call reserves first, as every call does (notices between
+                        # two calls have nobody to wake).
+                        return []
                     if not live:
                         blind_poll_s = min(blind_poll_s * 2, BLIND_POLL_S[1])
             finally:
