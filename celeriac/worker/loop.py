@@ -386,14 +386,15 @@ class Worker:
                                         expired=True)
             await self.followups.on_revoked(envelope, record)
             return
-        if await self._over_rate_limit(delivery, task):
+        rate = task.rate_limit or self.app.settings.task_default_rate_limit
+        if rate and await self._over_rate_limit(delivery, task, rate):
             return
         self.keeper.hold(delivery)
         self.remote.task_started(delivery, envelope)
         self._running[delivery.task_id] = asyncio.create_task(self._run(delivery, envelope, task, request))
 
-    async def _over_rate_limit(self, delivery: Delivery, task: Task[Any, Any]) -> bool:
-        per_second = parse_rate(task.rate_limit or self.app.settings.task_default_rate_limit)
+    async def _over_rate_limit(self, delivery: Delivery, task: Task[Any, Any], rate: str | float) -> bool:
+        per_second = parse_rate(rate)
         if per_second is None:
             return False
         wait_s = await self.control.take_rate_token(f"task:{task.name}", per_second, bucket_capacity(per_second))
@@ -509,7 +510,8 @@ class Worker:
         label = f"Task {envelope.task}[{envelope.id}]"
         kind = outcome.kind
         if kind == "success":
-            logger.info("%s succeeded in %.4fs: %s", label, outcome.runtime_s, _short(outcome.value))
+            if logger.isEnabledFor(logging.INFO):  # not the value's repr for a log line nobody keeps
+                logger.info("%s succeeded in %.4fs: %s", label, outcome.runtime_s, _short(outcome.value))
             children = await self.followups.on_success(envelope, outcome.value)
             record = None
             if stores_result or envelope.chord:
