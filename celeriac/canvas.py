@@ -799,6 +799,22 @@ def _plain_message_maker(members: list[Signature], common: dict[str, Any], args:
     return make
 
 
+_IDS_AT_ONCE = 256  # ids made per read of the system's randomness while a group is sent
+
+
+def _plain_messages(members: list[Signature], make: Callable[[Signature, str | None, int], OutgoingMessage],
+                    results: list[Any]) -> Iterator[OutgoingMessage]:
+    """The messages of a group of plain calls, each member's result added to ``results`` as it is made."""
+    fresh: Iterator[str] = iter(())
+    for index, member in enumerate(members):
+        task_id = member["options"].get("task_id") or next(fresh, None)
+        if task_id is None:
+            fresh = iter(new_task_ids(min(_IDS_AT_ONCE, len(members) - index)))
+            task_id = next(fresh)
+        results.append(AsyncResult(task_id, app=member.app, task_name=member["task"]))
+        yield make(member, task_id, index)
+
+
 def _push_group_links(members: list[Signature], options: dict[str, Any]) -> None:
     """A group's callbacks go to its first member, made immutable (one task cannot pass the
     group's results on); its errbacks to every member, so each failure calls them."""
@@ -943,17 +959,20 @@ class group(_Composite):
     def _send_plain_calls(self, plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any],
                           options: dict[str, Any]) -> GroupResult:
         """Send a group of plain calls without copying or freezing them (the common large
-        group): their ids are kept beside them, so the caller's signatures are only read."""
+        group): their ids are kept beside them, so the caller's signatures are only read.
+
+        Each member's id, result and message are made as the broker reads the messages
+        (see Outgoing): on PostgreSQL while the server stores the ones before. The result
+        returned is complete once the plan is sent, which is before the caller sees it.
+        """
         members = self.tasks
         group_id = self["options"].get("task_id") or options.get("task_id") or str(uuid.uuid4())
-        ids = [m["options"].get("task_id") or new for m, new in zip(members, new_task_ids(len(members)), strict=True)]
         common = {k: v for k, v in options.items() if k not in _OWN_OPTIONS}
         common["group_id"] = group_id
+        result = GroupResult(group_id, app=self.app)
         make = _plain_message_maker(members, common, args, kwargs)
-        # Built as the broker reads them (see Outgoing).
-        plan.messages.add_lazily(len(members), (make(m, ids[i], i) for i, m in enumerate(members)))
-        return GroupResult(group_id, [AsyncResult(task_id, app=m.app, task_name=m["task"])
-                                      for m, task_id in zip(members, ids, strict=True)], app=self.app)
+        plan.messages.add_lazily(len(members), _plain_messages(members, make, result.results))
+        return result
 
     def _send_members(self, plan: Plan, args: tuple[Any, ...], kwargs: dict[str, Any],
                       options: dict[str, Any], own: dict[str, Any], chord_info: dict[str, Any] | None) -> None:
