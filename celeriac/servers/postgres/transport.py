@@ -12,7 +12,7 @@ notification was lost. The connection, the pool and the retries are in
 ``connection.py``.
 
 A reserve hands its messages out before its transaction has committed: the rows come
-back in one round trip, and the ``COMMIT`` (the disk wait) goes on in the background
+back in one round trip, and the commit (the disk wait) goes on in the background
 while the tasks start (``PostgresConnection.lease``). Until it ends the rows stay locked,
 so nobody else can take them; every fenced call on those deliveries (ack, renew,
 release, retry, dead letter) first waits for it (``LeaseCommits``), and a delivery whose
@@ -53,10 +53,10 @@ from .results import expires_ms, result_params
 
 SAFETY_POLL_S = 5.0  # an idle reserve looks again this often even without a notice
 # A reserve takes back run-out leases first (the reclaim statement) at least this often,
-# or a quarter of the lease when that is shorter, and after every wait that ran out
-# rather than being woken (it ran out at the earliest lease's end, or a safety poll). A
-# killed worker's messages so go back within a lease and a quarter at most, while a
-# wake-up on a new message pays only for the reserve itself.
+# or a quarter of the lease when that is shorter, and after a wait cut short by the
+# earliest lease's end (or eta) that reserve_status gave. A killed worker's messages so
+# go back within a lease and a quarter at most, while a wake-up on a new message pays
+# only for the reserve itself.
 RECLAIM_EVERY_S = 1.0
 RECLAIM_BATCH = 1000  # reclaim's LIMIT: a pass that takes back this many is followed by another
 BLIND_POLL_S = (0.02, 0.5)  # its back-off while the listener is down

@@ -54,8 +54,8 @@ SELECT
 -- at the tail of their priority, one more run-out lease counted; or, once max_deliveries
 -- of them ran out, to the dead letters with a FAILURE result, so that get() does not wait
 -- forever. A worker runs this before a reserve when it is due (transport.py,
--- RECLAIM_EVERY_S): about once a second while it works, and whenever its wait for messages ran
--- out rather than being woken, which is when a lease it waited for ends. Kept out of
+-- RECLAIM_EVERY_S): about once a second, and whenever its wait for messages was cut short
+-- by the earliest lease deadline (or eta) it knew of. Kept out of
 -- reserve because a plan this size costs every reserve about 0.4 ms even when nothing
 -- ran out: a fifth of an idle worker's time from a notification to its task's start.
 -- One row: how many leases were taken back or dead-lettered.
