@@ -65,7 +65,9 @@ async def wait_for_any(futs: Sequence[asyncio.Future[None]], timeout_s: float) -
     ``wait_for`` with a shield took four: on an idle worker's wake-up each hop is tens of
     microseconds.
     """
-    if timeout_s <= 0 or any(f.done() for f in futs):
-        return any(f.done() for f in futs)
+    if any(f.done() for f in futs):
+        return True
+    if timeout_s <= 0:
+        return False
     done, _ = await asyncio.wait(futs, timeout=timeout_s)
     return bool(done)
