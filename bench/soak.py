@@ -3,7 +3,8 @@
     python -m bench.soak                                      20,000 tasks, -P prefork -c 2 --max-tasks-per-child 1
     python -m bench.soak --tasks 2000 --worker-args "-P prefork -c 2 --max-memory-per-child 1"
 
-N no-op tasks (each one ``INCR``, as in the drain run) are queued, then one worker drains
+N no-op tasks (each one ``INCR``: ``BENCH_COUNT_EACH``, since a child exits after its task)
+are queued, then one worker drains
 them. The run fails if the counter stops moving for ``--stall-s`` (something hung), ends
 above N (a task ran twice) or below it (one was lost), if a dead letter appears, or if
 the worker leaves a process behind after SIGTERM. Prints one JSON line: counts, seconds,
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     base = next(p for p in PEERS if p.name == "celeriac-prefork")  # plain def tasks, as prefork runs them
     argv_of = [*base.argv("default")[:4], *shlex.split(args.worker_args), "--loglevel=INFO"]
     peer = dataclasses.replace(base, argv=lambda mode: argv_of)
+    os.environ["BENCH_COUNT_EACH"] = "1"  # the workers' environment: count before the child exits
     harness = Harness(redis_url=args.redis_url, log_dir=RESULTS_DIR / "logs")
     try:
         harness.flush()
