@@ -332,7 +332,7 @@ def result_key(task_id: str) -> str:
 # the per-minute counts are a view for people, and a server crash may lose their last
 # fraction of a second. Sent as BEGIN; SET LOCAL synchronous_commit = off; ...; COMMIT in
 # one pipeline (one round trip), they cost a worker's flush no disk wait.
-NOT_DURABLE = frozenset({"emit_events", "add_stats"})
+NOT_DURABLE = frozenset({"add_stats"})
 # Statements that read what a reserve changed (leases, dead letters, queue counts): sent
 # only once every lease this client handed out has committed, so a caller reads its own
 # writes (``lease``). The worker's own calls on its deliveries wait for theirs (transport.py).

@@ -453,11 +453,8 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
         return 0.0 if took else (1 - float(tokens)) / rate_per_s
 
     async def emit_events(self, events: Sequence[bytes], stats: Sequence[StatsRow] = ()) -> None:
-        if stats:
+        if events or stats:
             await self._add_stats(events, stats)
-        elif events:
-            await self.connection.execute(
-                "emit_events", {"events": list(events), "events_max": self.options.events_max})
 
     async def record_stats(self, rows: Sequence[StatsRow]) -> None:
         if rows:
@@ -489,11 +486,14 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
         return [(str(row[0]), bytes(row[1])) for row in rows]
 
     async def read_events(self, after: str | None = None, limit: int = 1000) -> list[tuple[str, bytes]]:
+        # An event's id is "<row>-<place in the row>" (0004_event_batches.sql).
         if after is None:
-            rows = await self.connection.fetch("newest_events", {"limit": limit})
+            rows = await self.connection.fetch("newest_events", {"limit": min(limit, self.options.events_max)})
+            rows.reverse()
         else:
-            rows = await self.connection.fetch("events_after", {"after": int(after), "limit": limit})
-        return [(str(row[0]), bytes(row[1])) for row in rows]
+            row, _, n = after.partition("-")
+            rows = await self.connection.fetch("events_after", {"row": int(row), "n": int(n or 0), "limit": limit})
+        return [(f"{row[0]}-{row[1]}", bytes(row[2])) for row in rows]
 
 
 def _refusal(exc: BaseException | None) -> DuplicateTaskError | None:

@@ -1,18 +1,24 @@
 -- The per-minute aggregates, the control log and the queue statistics (transport.py).
 
 -- name: add_stats
--- Append events (as emit_events does; %(events)s may be empty) and add numbers to the
--- per-minute aggregates of this client's shard, in one statement: a worker's flush writes
--- both at once. The numbers come sorted by key, so two writers sharing a shard lock its
--- rows in the same order.
-WITH added AS (
-    INSERT INTO {schema}.events (body)
-    SELECT e.body FROM unnest(%(events)s::bytea[]) WITH ORDINALITY AS e (body, n)
-    WHERE e.n > cardinality(%(events)s::bytea[]) - %(events_max)s
-    ORDER BY e.n
-    RETURNING id
+-- Append events and add numbers to the per-minute aggregates of this client's shard, in
+-- one statement (either may be empty): a worker's flush writes both at once.
+-- The events go in as one row (0004_event_batches.sql), which takes one number of
+-- event_seq per event and is keyed by the last; the rows whose events are all older than
+-- the newest %(events_max)s are dropped, a range of the primary key. The delete cannot
+-- see the row this statement adds, so of a batch longer than the cap only its newest are
+-- added. The numbers come sorted by key, so two writers sharing a shard lock its rows in
+-- the same order.
+WITH batch AS (
+    SELECT b.bodies,
+           (SELECT max(nextval('{schema}.event_seq')) FROM generate_series(1, cardinality(b.bodies))) AS last_seq
+    FROM (SELECT (%(events)s::bytea[])[greatest(cardinality(%(events)s::bytea[]) - %(events_max)s, 0) + 1:]
+          AS bodies) b
+    WHERE cardinality(b.bodies) > 0
+), added AS (
+    INSERT INTO {schema}.events (last_seq, bodies) SELECT last_seq, bodies FROM batch RETURNING last_seq
 ), trimmed AS (
-    DELETE FROM {schema}.events WHERE id <= (SELECT max(a.id) FROM added a) - %(events_max)s
+    DELETE FROM {schema}.events WHERE last_seq <= (SELECT max(a.last_seq) FROM added a) - %(events_max)s
 )
 INSERT INTO {schema}.stats AS s (minute, name, queue, metric, shard, value)
 SELECT i.minute, i.name, i.queue, i.metric, %(shard)s, i.value

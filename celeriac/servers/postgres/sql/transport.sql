@@ -327,26 +327,20 @@ ON CONFLICT (key) DO UPDATE SET (tokens, updated_at, full_at, took) = (
 )
 RETURNING b.tokens, b.took;
 
--- name: emit_events
--- Append events and drop those older than the newest %(events_max)s (ids are assigned
--- in order, so the cut is a range of the primary key). The delete cannot see the rows
--- this statement adds, so of a batch longer than the cap only its newest are added.
-WITH added AS (
-    INSERT INTO {schema}.events (body)
-    SELECT e.body FROM unnest(%(events)s::bytea[]) WITH ORDINALITY AS e (body, n)
-    WHERE e.n > cardinality(%(events)s::bytea[]) - %(events_max)s
-    ORDER BY e.n
-    RETURNING id
-)
-DELETE FROM {schema}.events WHERE id <= (SELECT max(a.id) FROM added a) - %(events_max)s;
-
 -- name: newest_events
-SELECT e.id, e.body FROM (
-    SELECT id, body FROM {schema}.events ORDER BY id DESC LIMIT %(limit)s
-) e ORDER BY e.id;
+-- The newest %(limit)s events, newest first: (row, place in the row, body).
+SELECT e.last_seq, u.n, u.body
+FROM {schema}.events e CROSS JOIN LATERAL unnest(e.bodies) WITH ORDINALITY AS u (body, n)
+ORDER BY e.last_seq DESC, u.n DESC
+LIMIT %(limit)s;
 
 -- name: events_after
-SELECT id, body FROM {schema}.events WHERE id > %(after)s ORDER BY id LIMIT %(limit)s;
+-- The events after the one at (%(row)s, %(n)s), oldest first.
+SELECT e.last_seq, u.n, u.body
+FROM {schema}.events e CROSS JOIN LATERAL unnest(e.bodies) WITH ORDINALITY AS u (body, n)
+WHERE e.last_seq >= %(row)s AND (e.last_seq > %(row)s OR u.n > %(n)s)
+ORDER BY e.last_seq, u.n
+LIMIT %(limit)s;
 
 -- name: publish_begin
 -- A large batch is published by COPY (transport.py, publish_by_copy), in a transaction
