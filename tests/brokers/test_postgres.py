@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import subprocess
 import sys
 import textwrap
@@ -29,10 +30,12 @@ from ..conftest import POSTGRES_URL, postgres_test_url
 
 psycopg = pytest.importorskip("psycopg")
 
+from psycopg import sql as pgsql  # noqa: E402
+
 from celeriac.servers.postgres import PostgresServer  # noqa: E402
 from celeriac.servers.postgres import results as pg_results  # noqa: E402
 from celeriac.servers.postgres import transport as pg_transport  # noqa: E402
-from celeriac.servers.postgres.connection import PostgresConnection, parse_url  # noqa: E402
+from celeriac.servers.postgres.connection import PostgresConnection, load_statements, parse_url  # noqa: E402
 from celeriac.servers.postgres.migrations import latest_version, lock_key, migrate  # noqa: E402
 from celeriac.servers.postgres.results import PostgresResultStore  # noqa: E402
 from celeriac.servers.postgres.transport import PostgresBroker, publish_params  # noqa: E402
@@ -390,6 +393,46 @@ async def test_a_publish_sent_again_after_a_lost_reply_finds_its_own_messages(br
     with pytest.raises(DuplicateTaskError, match="m1"):
         await broker.publish([OutgoingMessage("m1", "q", b"someone else's")])
     assert await broker.queue_depths() == {"q": 2}
+
+
+def generic_plan(schema: str, name: str, values: dict[str, Any]) -> str:
+    """The plan a worker's connection runs ``name`` with (plan_cache_mode=force_generic_plan:
+    one plan for every parameter value), as EXPLAIN shows it."""
+    statement = load_statements(schema)[name]
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", statement)))
+    numbered = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m[1]) + 1}", statement)
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        conn.execute(f"PREPARE probe AS {numbered}")
+        args = ", ".join(pgsql.Literal({"skew_ms": 0, **values}[n]).as_string(conn) for n in names)
+        return "\n".join(row[0] for row in conn.execute(f"EXPLAIN EXECUTE probe({args})"))
+
+
+async def test_statements_on_leased_messages_go_through_the_primary_key(broker: PostgresBroker) -> None:
+    # Statistics taken while nothing is leased (as after a burst of publishes) once made
+    # an ack of a batch read every lease and match each against the batch, and the reserve
+    # hash the whole table: each is one probe of the primary key per message, whatever the
+    # statistics say.
+    schema = schema_of(broker.url)
+    await broker.publish([OutgoingMessage(f"m{i}", "q", b"{}") for i in range(20_000)])
+    sql(f"ANALYZE {schema}.messages")
+    leased = await broker.reserve(["q"], 500, lease_ms=LEASE_MS, worker_id="w", timeout_s=0)
+    reserve = generic_plan(schema, "reserve", {"queues": ["q"], "max_count": 100, "lease_ms": LEASE_MS,
+                                               "worker_id": "w"})
+    fenced = {"task_ids": [d.task_id for d in leased], "tokens": [d.fencing_token for d in leased]}
+    one = {"task_id": leased[0].task_id, "token": leased[0].fencing_token}
+    by_id = [generic_plan(schema, name, values) for name, values in (
+        ("ack", {**fenced, "result_ids": [], "result_ready": [], "result_tokens": [], "records": [],
+                 "expires_ms": 1000}),
+        ("renew", {**fenced, "lease_ms": LEASE_MS}), ("release", fenced),
+        ("retry", {**one, "body": b"{}", "eta": None}), ("dead_letter", {**one, "reason": "r"}),
+    )]
+    for plan in (reserve, *by_id):
+        assert "Seq Scan on messages" not in plan, plan
+        assert "messages_pkey" in plan, plan
+    for plan in by_id:
+        assert "messages_leases" not in plan, plan
+    assert await broker.ack(leased) == []
 
 
 async def test_housekeeping_deletes_expired_rows_in_batches(broker: PostgresBroker) -> None:
