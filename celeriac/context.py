@@ -7,7 +7,7 @@ see their own request.
 from __future__ import annotations
 
 import contextvars
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 
@@ -65,6 +65,24 @@ class Request:
 
     def get(self, name: str, default: Any = None) -> Any:
         return getattr(self, name, default)
+
+    @classmethod
+    def of(cls, values: dict[str, Any]) -> Request:
+        """A request holding ``values`` (field names), the other fields at their defaults.
+
+        What ``Request(**values)`` makes, without the generated ``__init__`` and its 38
+        keyword parameters: the worker makes one per message, and that call was ~2 µs of
+        a no-op task's ~30. Takes ownership of ``values``.
+        """
+        request = cls.__new__(cls)
+        for name in _FACTORIES.keys() - values.keys():
+            values[name] = _FACTORIES[name]()
+        request.__dict__ = values  # a field with a plain default not in it reads the class's
+        return request
+
+
+# The fields whose default is made per request (a list, a dict): Request.of makes them.
+_FACTORIES = {f.name: f.default_factory for f in fields(Request) if f.default_factory is not MISSING}
 
 
 _current: contextvars.ContextVar[Request | None] = contextvars.ContextVar("celeriac_request", default=None)

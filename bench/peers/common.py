@@ -35,16 +35,17 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import socket
 import sys
 import threading
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-import httpx
-import redis
-import redis.asyncio
+if TYPE_CHECKING:
+    import redis
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 HTTP_URL = os.environ.get("BENCH_HTTP_URL", "http://127.0.0.1:8765/")
@@ -139,16 +140,25 @@ def http_client_name() -> str:
     return name
 
 
-# What a failed GET raises; curl_cffi's errors join once its client is made (importing
-# it up front would put it in every worker's start-up and RSS, I/O run or not).
-_http_errors: tuple[type[Exception], ...] = (httpx.HTTPError,)
+# What a failed GET raises, set when the first client is made: the HTTP clients are
+# imported by the I/O run only (importing them up front would put ~0.1 s in every worker's
+# start-up, on the drain's clock, and their modules in its RSS).
+_http_errors: tuple[type[Exception], ...] = ()
+
+
+def _httpx() -> ModuleType:
+    global _http_errors
+    import httpx
+
+    _http_errors = (httpx.HTTPError,)
+    return httpx
 
 
 def _curl_errors() -> None:
     global _http_errors
     from curl_cffi.requests.exceptions import RequestException
 
-    _http_errors = (httpx.HTTPError, RequestException)
+    _http_errors = (RequestException,)
 
 
 def http_client() -> Any:
@@ -161,7 +171,7 @@ def http_client() -> Any:
     which costs seconds of CPU per 1,000 requests at this concurrency.
     """
     if http_client_name() == "httpx":
-        return httpx.Client(transport=_pools().SyncShardedTransport(http_shards()), timeout=30.0)
+        return _httpx().Client(transport=_pools().SyncShardedTransport(http_shards()), timeout=30.0)
     from curl_cffi.requests import Session
 
     _curl_errors()
@@ -175,7 +185,7 @@ def http_async_client() -> Any:
     set above any run's concurrency, so no request ever waits for one.
     """
     if http_client_name() == "httpx":
-        return httpx.AsyncClient(transport=_pools().ShardedTransport(http_shards()), timeout=30.0)
+        return _httpx().AsyncClient(transport=_pools().ShardedTransport(http_shards()), timeout=30.0)
     from curl_cffi.requests import AsyncSession
 
     _curl_errors()
@@ -197,6 +207,7 @@ def _sync() -> redis.Redis:
         with _sync_lock:
             client = _sync_redis.get(pid)
             if client is None:
+                import redis  # not at import: see _Tally
                 pool = redis.BlockingConnectionPool.from_url(REDIS_URL, max_connections=REDIS_POOL_SIZE,
                                                              timeout=None, **REDIS_TIMEOUTS)
                 client = _sync_redis[pid] = redis.Redis(connection_pool=pool)
@@ -221,18 +232,33 @@ def _sync_http_client() -> Any:
 class _Tally:
     """Completions counted in this process; a daemon thread adds them to ``DONE_KEY``.
 
-    A lock rather than a bare ``+=``: sync peers count from many threads at once.
+    A lock rather than a bare ``+=``: sync peers count from many threads at once. The
+    thread speaks Redis's protocol on a socket of its own rather than through redis-py:
+    importing redis-py takes ~0.1 s, which would be on the drain's clock of every queue
+    that does not use Redis itself (the PostgreSQL and SQLite tables).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pending = 0
-        self._client = redis.Redis.from_url(REDIS_URL, **REDIS_TIMEOUTS)
+        url = urlsplit(REDIS_URL)
+        self._socket = socket.create_connection((url.hostname or "127.0.0.1", url.port or 6379),
+                                                timeout=REDIS_TIMEOUTS["socket_timeout"])
+        self._replies = self._socket.makefile("rb")
+        if url.password:
+            self._call(b"AUTH", *([url.username.encode()] if url.username else []), url.password.encode())
+        self._call(b"SELECT", (url.path.strip("/") or "0").encode())
         threading.Thread(target=self._flush_forever, name="bench-tally", daemon=True).start()
 
     def add(self) -> None:
         with self._lock:
             self._pending += 1
+
+    def _call(self, *words: bytes) -> None:
+        self._socket.sendall(b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words))
+        reply = self._replies.readline()
+        if not reply.startswith((b"+", b":")):
+            raise RuntimeError(f"Redis refused {words[0].decode()}: {reply!r}")
 
     def _flush_forever(self) -> None:
         while True:
@@ -240,7 +266,7 @@ class _Tally:
             with self._lock:
                 pending, self._pending = self._pending, 0
             if pending:
-                self._client.incrby(DONE_KEY, pending)
+                self._call(b"INCRBY", DONE_KEY.encode(), b"%d" % pending)
 
 
 _tallies: dict[int, _Tally] = {}
@@ -304,6 +330,7 @@ def _async() -> tuple[Any, Any]:
     key = (os.getpid(), id(asyncio.get_running_loop()))
     clients = _async_clients.get(key)
     if clients is None:
+        import redis.asyncio  # not at import: see _Tally
         pool = redis.asyncio.BlockingConnectionPool.from_url(REDIS_URL, max_connections=REDIS_POOL_SIZE,
                                                              timeout=None, **REDIS_TIMEOUTS)
         clients = (redis.asyncio.Redis(connection_pool=pool), http_async_client())

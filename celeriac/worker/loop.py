@@ -427,25 +427,25 @@ class Worker:
         headers = envelope.headers or {}
         properties = dict(headers.get("properties") or {})
         properties.setdefault("correlation_id", envelope.id)
-        return Request(
-            id=envelope.id, task=envelope.task, args=envelope.args, kwargs=envelope.kwargs,
-            retries=envelope.retries, root_id=envelope.root_id, parent_id=envelope.parent_id,
-            group=envelope.group_id, group_index=envelope.group_index,
-            delivery_info={"queue": envelope.queue, "routing_key": envelope.queue, "exchange": "",
-                           "priority": envelope.priority, "redelivered": delivery.fencing_token > 1},
-            eta=_iso(envelope.eta_ms), expires=_iso(envelope.expires_ms), hostname=self.hostname,
+        return Request.of({
+            "id": envelope.id, "task": envelope.task, "args": envelope.args, "kwargs": envelope.kwargs,
+            "retries": envelope.retries, "root_id": envelope.root_id, "parent_id": envelope.parent_id,
+            "group": envelope.group_id, "group_index": envelope.group_index,
+            "delivery_info": {"queue": envelope.queue, "routing_key": envelope.queue, "exchange": "",
+                              "priority": envelope.priority, "redelivered": delivery.fencing_token > 1},
+            "eta": _iso(envelope.eta_ms), "expires": _iso(envelope.expires_ms), "hostname": self.hostname,
             # Celery's protocol headers become the request's fields; the call's own stay headers.
-            headers={k: v for k, v in headers.items() if k not in PROTOCOL_HEADERS} if headers else {},
-            ignore_result=envelope.ignore_result,
-            callbacks=envelope.link, errbacks=envelope.link_error, chord=envelope.chord,
-            timelimit=self._limits(envelope, task),
-            delivery_count=delivery.fencing_token,
-            chain=envelope.chain[::-1], replaced_task_nesting=int(headers.get("replaced_task_nesting") or 0),
-            properties=properties, reply_to=properties.get("reply_to"),
-            correlation_id=properties["correlation_id"], argsrepr=headers.get("argsrepr"),
-            kwargsrepr=headers.get("kwargsrepr"), stamped_headers=headers.get("stamped_headers"),
-            stamps=headers.get("stamps"), replaces=replaced.stands_for(headers),
-        )
+            "headers": {k: v for k, v in headers.items() if k not in PROTOCOL_HEADERS} if headers else {},
+            "ignore_result": envelope.ignore_result,
+            "callbacks": envelope.link, "errbacks": envelope.link_error, "chord": envelope.chord,
+            "timelimit": self._limits(envelope, task),
+            "delivery_count": delivery.fencing_token,
+            "chain": envelope.chain[::-1], "replaced_task_nesting": int(headers.get("replaced_task_nesting") or 0),
+            "properties": properties, "reply_to": properties.get("reply_to"),
+            "correlation_id": properties["correlation_id"], "argsrepr": headers.get("argsrepr"),
+            "kwargsrepr": headers.get("kwargsrepr"), "stamped_headers": headers.get("stamped_headers"),
+            "stamps": headers.get("stamps"), "replaces": replaced.stands_for(headers),
+        })
 
     def _limits(self, envelope: Envelope, task: Task[Any, Any] | None) -> tuple[float | None, float | None]:
         """This run's (time_limit, soft_time_limit): the call's, else the task's, else the app's."""
