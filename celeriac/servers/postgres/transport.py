@@ -280,13 +280,19 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         blind_poll_s = BLIND_POLL_S[0]
+        woken = False
         while True:
             notices = [notifier.subscribe(key) for key in keys]
             try:
                 live = timeout_s > 0 and await listener.listen_queues(names)
-                await self.connection.housekeeping.run_if_due()
-                if loop.time() >= self._reclaim_at:
-                    await self._reclaim(loop, lease_ms)
+                # Woken by a notice: the message is leased first, and the chores wait for
+                # the next call (at most IDLE_RESERVE_TIMEOUT_S away, worker/loop.py). A
+                # reclaim due then would put its round trip (~0.9 ms after idle) between the
+                # message and its task.
+                if not woken:
+                    await self.connection.housekeeping.run_if_due()
+                    if loop.time() >= self._reclaim_at:
+                        await self._reclaim(loop, lease_ms)
                 # Handed out before the commit when it leases anything (see the module's docstring).
                 rows = await self.connection.fetch("reserve", values)
                 if rows:
@@ -303,7 +309,8 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
                 until_due_s = None if next_event is None else max((next_event - db_now).total_seconds(), 0.001)
                 if until_due_s is not None and until_due_s <= wait_s:
                     wait_s = until_due_s
-                if await wait_for_any(notices, wait_s):
+                woken = await wait_for_any(notices, wait_s)
+                if woken:
                     blind_poll_s = BLIND_POLL_S[0]
                 else:
                     if wait_s == until_due_s:
