@@ -280,16 +280,18 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         blind_poll_s = BLIND_POLL_S[0]
-        woken = False
+        woken = deferred = False
         while True:
             notices = [notifier.subscribe(key) for key in keys]
             try:
                 live = timeout_s > 0 and await listener.listen_queues(names)
                 # Woken by a notice: the message is leased first, and the chores wait for
-                # the next call (at most IDLE_RESERVE_TIMEOUT_S away, worker/loop.py). A
-                # reclaim due then would put its round trip (~0.9 ms after idle) between the
-                # message and its task.
-                if not woken:
+                # the next pass. A reclaim due then would put its round trip (~0.9 ms after
+                # idle) between the message and its task. Once per call, so a caller woken
+                # again and again for messages others take still runs them.
+                if woken and not deferred:
+                    deferred = True
+                else:
                     await self.connection.housekeeping.run_if_due()
                     if loop.time() >= self._reclaim_at:
                         await self._reclaim(loop, lease_ms)
