@@ -39,9 +39,10 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -63,13 +64,13 @@ CPU_TASK_S = 0.005  # the cpu metric: CPU time each task spends in its own threa
 # drain (seconds), so the clock stops at most this late.
 TALLY_FLUSH_S = 0.005
 COUNT_EACH = os.environ.get("BENCH_COUNT_EACH") == "1"
-# The counter's own pool waits for a free connection instead of opening one per task:
-# 1,000 I/O tasks finishing together would otherwise open 1,000 Redis connections at
-# once, overflow the listen backlog, and hit redis-py's "Too many connections" or
+# The pool for stamps and error counts waits for a free connection instead of opening one
+# per task: 1,000 I/O tasks failing together would otherwise open 1,000 Redis connections
+# at once, overflow the listen backlog, and hit redis-py's "Too many connections" or
 # connect timeouts, measuring the bench's bookkeeping instead of the queue.
 REDIS_POOL_SIZE = 64
 # Generous socket timeouts: a worker's event loop busy with 1,000 HTTP connections can
-# take seconds to get back to a connect, and a timed-out INCR would lose a completion.
+# take seconds to get back to a connect, and a timed-out write would lose a count.
 REDIS_TIMEOUTS = {"socket_connect_timeout": 60.0, "socket_timeout": 60.0}
 
 
@@ -199,31 +200,38 @@ _sync_redis: dict[int, redis.Redis] = {}
 _sync_http: dict[int, Any] = {}  # httpx: one per process
 _thread_http = threading.local()  # curl_cffi: one per thread (and process)
 
+T = TypeVar("T")
+
+
+def _per_process(made: dict[int, T], make: Callable[[], T]) -> T:
+    """This process's one ``make()``, shared by its threads: a forked child must not share
+    its parent's sockets. The lock only for the first call."""
+    pid = os.getpid()
+    found = made.get(pid)
+    if found is None:
+        with _sync_lock:
+            found = made.get(pid)
+            if found is None:
+                found = made[pid] = make()
+    return found
+
 
 def _sync() -> redis.Redis:
-    pid = os.getpid()  # a forked child must not share its parent's sockets
-    client = _sync_redis.get(pid)
-    if client is None:
-        with _sync_lock:
-            client = _sync_redis.get(pid)
-            if client is None:
-                import redis  # not at import: see _Tally
-                pool = redis.BlockingConnectionPool.from_url(REDIS_URL, max_connections=REDIS_POOL_SIZE,
-                                                             timeout=None, **REDIS_TIMEOUTS)
-                client = _sync_redis[pid] = redis.Redis(connection_pool=pool)
-    return client
+    return _per_process(_sync_redis, _new_sync_redis)
+
+
+def _new_sync_redis() -> redis.Redis:
+    import redis  # not at import: see _Tally
+
+    pool = redis.BlockingConnectionPool.from_url(REDIS_URL, max_connections=REDIS_POOL_SIZE,
+                                                 timeout=None, **REDIS_TIMEOUTS)
+    return redis.Redis(connection_pool=pool)
 
 
 def _sync_http_client() -> Any:
-    pid = os.getpid()
     if http_client_name() == "httpx":
-        client = _sync_http.get(pid)
-        if client is None:  # the lock only for the first call, as in _sync()
-            with _sync_lock:
-                client = _sync_http.get(pid)
-                if client is None:
-                    client = _sync_http[pid] = http_client()
-        return client
+        return _per_process(_sync_http, http_client)
+    pid = os.getpid()
     if getattr(_thread_http, "pid", None) != pid:
         _thread_http.client, _thread_http.pid = http_client(), pid
     return _thread_http.client
@@ -277,14 +285,7 @@ def count_done() -> None:
     if COUNT_EACH:
         _sync().incr(DONE_KEY)
         return
-    pid = os.getpid()
-    tally = _tallies.get(pid)
-    if tally is None:
-        with _sync_lock:
-            tally = _tallies.get(pid)
-            if tally is None:
-                tally = _tallies[pid] = _Tally()
-    tally.add()
+    _per_process(_tallies, _Tally).add()
 
 
 def noop_sync(i: int) -> None:
