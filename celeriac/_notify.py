@@ -69,5 +69,5 @@ async def wait_for_any(futs: Sequence[asyncio.Future[None]], timeout_s: float) -
         return True
     if timeout_s <= 0:
         return False
-    done, _ = await asyncio.wait(futs, timeout=timeout_s)
+    done, _ = await asyncio.wait(futs, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
     return bool(done)

@@ -304,6 +304,23 @@ async def test_an_idle_reserve_wakes_on_a_publish_from_another_process(
         await publisher.close()
 
 
+async def test_a_reserve_on_several_queues_wakes_on_a_publish_to_any_one_of_them(
+    broker: PostgresBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It once waited for a notice on every queue (or the safety poll): 5 s on a worker with -Q a,b.
+    monkeypatch.setattr(pg_transport, "SAFETY_POLL_S", 3600.0)
+    publisher = await apart(broker)
+    try:
+        looked = await first_look_done(broker.connection, "reserve")
+        waiting = asyncio.create_task(
+            broker.reserve(["a", "b", "c"], 5, lease_ms=LEASE_MS, worker_id="w", timeout_s=3600))
+        await looked.wait()
+        await publisher.publish([OutgoingMessage("wake", "b", b"{}")])
+        assert [d.task_id for d in await asyncio.wait_for(waiting, WOKEN_WITHIN_S)] == ["wake"]
+    finally:
+        await publisher.close()
+
+
 async def test_a_waiting_get_wakes_on_a_result_written_by_another_process(
     broker: PostgresBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
