@@ -374,11 +374,13 @@ class PostgresConnection:
         self._users = 0
         self._lock = asyncio.Lock()
         self._failing = False  # a call failed on a lost connection and none succeeded since
-        # Imported here: both take the connection itself and use its helpers.
+        # Imported here: they take the connection itself and use its helpers.
+        from .handoff import Handoffs
         from .housekeeping import Housekeeping
         from .listener import Listener
 
         self.housekeeping = Housekeeping(self)
+        self.handoffs = Handoffs(self)
         self.listener = Listener(self)
 
     @property
@@ -429,6 +431,7 @@ class PostgresConnection:
         async with self._lock:
             self._users -= 1
             if self._users <= 0 and self._pool is not None:
+                await self.handoffs.close_all()
                 pool, self._pool = self._pool, None
                 self._users = 0
                 await self.listener.close()

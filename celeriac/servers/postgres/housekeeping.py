@@ -31,7 +31,7 @@ EVERY_S = 60.0
 BATCH = 500  # rows per statement
 MAX_BATCHES = 40  # per table and pass
 STATEMENTS = ("expired_results", "expired_group_members", "expired_group_counts", "expired_groups",
-              "expired_unique_ids", "expired_revoked", "full_rate_buckets", "old_stats")
+              "expired_unique_ids", "expired_revoked", "full_rate_buckets", "old_stats", "expired_offers")
 
 
 class Housekeeping:

@@ -4,7 +4,8 @@ Publish, release, retry and requeue notify each queue they touched (its channel 
 ``{schema}.queue_channel(queue)``, in the same transaction, so a listener wakes after the
 commit, never before); writing a ready result notifies the results channel with the task
 id. One connection per ``PostgresConnection`` (a worker process's event loop) listens,
-outside the pool, on the channels of the queues its ``reserve`` calls wait on, and on the
+outside the pool, on the channels of the queues its ``reserve`` calls wait on (and on the
+channel where publishers hand those workers their messages, ``handoff.py``), and on the
 results channel only while a ``wait_ready`` waits: every ready result of every worker is
 announced there, so nobody else should pay for reading them. When the last ``wait_ready``
 ends and no ``reserve`` ever waited here (a web process's ``get()``), the listener stops
@@ -171,6 +172,8 @@ class Listener:
             )
             self._queue_channels.update({str(q): str(ch) for q, ch in await cursor.fetchall()})
         wanted = {self._queue_channels[q] for q in self._wanted_queues}
+        if wanted:  # a reserve waits here: it may be handed messages (handoff.py)
+            wanted.add(self.connection.handoffs.channel)
         if self._result_waiters > 0:
             wanted.add(self.results_channel)
         commands = [sql.SQL("LISTEN {}").format(sql.Identifier(ch)) for ch in sorted(wanted - self._listening)]
@@ -200,6 +203,8 @@ class Listener:
         async for notice in conn.notifies():
             if notice.channel == self.results_channel:
                 self.connection.notifier.notify(result_key(notice.payload))
+            elif notice.channel == self.connection.handoffs.channel:
+                self.connection.handoffs.deliver(notice.payload)
             else:
                 queue = self._queue_of.get(notice.channel)
                 if queue is not None:

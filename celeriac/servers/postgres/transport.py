@@ -24,6 +24,7 @@ written with its token.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Sequence
 from datetime import datetime
@@ -47,9 +48,11 @@ from ..contracts import (
     max_deliveries_reason,
 )
 from ..shared import OnSharedConnection
-from . import MessageTooLarge, copy_format, on_django
+from . import MessageTooLarge, copy_format, handoff, on_django
 from .connection import LeasedRows, PostgresConnection, from_ms, queue_key, result_key, to_ms
 from .results import expires_ms, result_params
+
+logger = logging.getLogger("celeriac.postgres")
 
 SAFETY_POLL_S = 5.0  # an idle reserve looks again this often even without a notice
 # A reserve takes back run-out leases first (the reclaim statement) at least this often,
@@ -146,6 +149,7 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
         self.options = options or BrokerOptions()
         self.connection = connection if connection is not None else PostgresConnection(url)
         self._leases = LeaseCommits()
+        self._confirming: set[asyncio.Future[None]] = set()  # hand-off leases being extended (_handed)
         self._reclaim_at = 0.0  # the loop time the next reclaim is due (0: at the next reserve)
         self._reclaim_args = {
             "max_deliveries": self.options.max_deliveries,
@@ -197,7 +201,7 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
                 _check_size(one, limit)
                 cursor = await conn.execute(self.connection.pool_statements["publish_one"], self.connection.params({
                     "task_id": one.task_id, "queue": one.queue, "body": one.body, "priority": _priority(one.priority),
-                    "eta": _eta(one)}))
+                    "eta": _eta(one), "handoff": handoff.may_hand_off(one)}))
                 row = await cursor.fetchone()
                 if row is not None and row[0]:
                     return  # inserted; else publish says why not (or skips it)
@@ -276,57 +280,121 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
         keys = [queue_key(q) for q in names]
         notifier = self.connection.notifier
         listener = self.connection.listener
+        handoffs = self.connection.handoffs
         values = {"queues": names, "max_count": max_count, "lease_ms": lease_ms, "worker_id": worker_id}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         blind_poll_s = BLIND_POLL_S[0]
         woken = deferred = False
-        while True:
-            notices = [notifier.subscribe(key) for key in keys]
-            try:
-                live = timeout_s > 0 and await listener.listen_queues(names)
-                # Woken by a notice: the message is leased first, and the chores wait for
-                # the next pass. A reclaim due then would put its round trip (~0.9 ms after
-                # idle) between the message and its task. Once per call, so a caller woken
-                # again and again for messages others take still runs them.
-                if woken and not deferred:
-                    deferred = True
-                else:
-                    await self.connection.housekeeping.run_if_due()
-                    if loop.time() >= self._reclaim_at:
-                        await self._reclaim(loop, lease_ms)
-                # Handed out before the commit when it leases anything (see the module's docstring).
-                rows = await self.connection.fetch("reserve", values)
-                if rows:
-                    deliveries = [Delivery(row[0], row[1], row[2], row[3], to_ms(row[4]), is_revoked=row[5])
-                                  for row in sorted(rows, key=lambda row: row[6])]
-                    if isinstance(rows, LeasedRows):
-                        self._leases.track(deliveries, rows.committed)
-                    return deliveries
-                remaining_s = deadline - loop.time()
-                if remaining_s <= 0:
-                    return []
-                [(db_now, next_event)] = await self.connection.fetch("reserve_status", {"queues": names})
-                wait_s = min(remaining_s, SAFETY_POLL_S if live else blind_poll_s)
-                until_due_s = None if next_event is None else max((next_event - db_now).total_seconds(), 0.001)
-                if until_due_s is not None and until_due_s <= wait_s:
-                    wait_s = until_due_s
-                woken = await wait_for_any(notices, wait_s)
-                if woken:
-                    blind_poll_s = BLIND_POLL_S[0]
-                else:
-                    if wait_s == until_due_s:
-                        self._reclaim_at = 0.0  # it waited for a lease's end, maybe: take back what ran out
-                    elif wait_s == remaining_s:
-                        # The caller's time is up with no notice: return, not one more reserve.
-                        # Its next call reserves first, as every call does (notices between
-                        # two calls have nobody to wake).
-                        return []
-                    if not live:
-                        blind_poll_s = min(blind_poll_s * 2, BLIND_POLL_S[1])
-            finally:
-                for key, notice in zip(keys, notices, strict=True):
-                    notifier.unsubscribe(key, notice)
+        inbox = handoffs.open(worker_id) if timeout_s > 0 else None  # None: no offers (handoff.py)
+        try:
+            while True:
+                notices = [notifier.subscribe(key) for key in keys]
+                handed = [] if inbox is None else [inbox.wake()]
+                try:
+                    live = timeout_s > 0 and await listener.listen_queues(names)
+                    if inbox is not None and inbox.deliveries:
+                        return self._handed(inbox, [], max_count, lease_ms)
+                    # Woken by a notice: the message is leased first, and the chores wait for
+                    # the next pass. A reclaim due then would put its round trip (~0.9 ms after
+                    # idle) between the message and its task. Once per call, so a caller woken
+                    # again and again for messages others take still runs them.
+                    if woken and not deferred:
+                        deferred = True
+                    else:
+                        await self.connection.housekeeping.run_if_due()
+                        if loop.time() >= self._reclaim_at:
+                            await self._reclaim(loop, lease_ms)
+                    # Handed out before the commit when it leases anything (see the module's docstring).
+                    rows = await self.connection.fetch("reserve", values)
+                    if rows:
+                        deliveries = [Delivery(row[0], row[1], row[2], row[3], to_ms(row[4]), is_revoked=row[5])
+                                      for row in sorted(rows, key=lambda row: row[6])]
+                        if isinstance(rows, LeasedRows):
+                            self._leases.track(deliveries, rows.committed)
+                        return self._handed(inbox, deliveries, max_count, lease_ms)
+                    remaining_s = deadline - loop.time()
+                    if remaining_s <= 0:
+                        return self._handed(inbox, [], max_count, lease_ms)
+                    offer = live and inbox is not None
+                    if offer:
+                        handoffs.offered.add(worker_id)
+                    [(db_now, next_event)] = await self.connection.fetch("reserve_status", {
+                        "queues": names, "worker_id": worker_id, "free": max_count,
+                        "channel": handoffs.channel if offer else None,
+                        "handoff_ms": min(lease_ms, handoff.HANDOFF_LEASE_MS),
+                        "offer_ms": int(min(remaining_s, handoff.OFFER_S) * 1000)})
+                    if inbox is not None:
+                        inbox.set_clock(to_ms(db_now))
+                    wait_s = min(remaining_s, SAFETY_POLL_S if live else blind_poll_s)
+                    until_due_s = None if next_event is None else max((next_event - db_now).total_seconds(), 0.001)
+                    if until_due_s is not None and until_due_s <= wait_s:
+                        wait_s = until_due_s
+                    woken = await wait_for_any(notices + handed, wait_s)
+                    if inbox is not None and inbox.deliveries:
+                        return self._handed(inbox, [], max_count, lease_ms)
+                    if woken:
+                        blind_poll_s = BLIND_POLL_S[0]
+                    else:
+                        if wait_s == until_due_s:
+                            self._reclaim_at = 0.0  # it waited for a lease's end, maybe: take back what ran out
+                        elif wait_s == remaining_s:
+                            # The caller's time is up with no notice: return, not one more reserve.
+                            # Its next call reserves first, as every call does (notices between
+                            # two calls have nobody to wake).
+                            return []
+                        if not live:
+                            blind_poll_s = min(blind_poll_s * 2, BLIND_POLL_S[1])
+                finally:
+                    for key, notice in zip(keys, notices, strict=True):
+                        notifier.unsubscribe(key, notice)
+        finally:
+            if inbox is not None:
+                handoffs.close(inbox)  # what it was handed and did not take goes back to its queue
+
+    def _handed(self, inbox: handoff.Inbox | None, deliveries: list[Delivery], max_count: int,
+                lease_ms: int) -> list[Delivery]:
+        """``deliveries`` and what the waiting call was handed, up to ``max_count``.
+
+        A handed delivery holds the short hand-off lease: it is extended to ``lease_ms``
+        in the background, and fenced calls on it wait for that (``LeaseCommits``), as on
+        a lease that is still committing.
+        """
+        if inbox is None or not inbox.deliveries:
+            return deliveries
+        handed, late = inbox.take(max_count - len(deliveries))
+        self.connection.handoffs.release(late)
+        if handed:
+            loop = asyncio.get_running_loop()
+            confirmed = {d.task_id: loop.create_future() for d in handed}
+            for d in handed:
+                self._leases.track([d], confirmed[d.task_id])
+            # Started on the loop's next turn: the caller starts the tasks first, so the
+            # confirmation's own work (~0.2 ms of Python) never sits before a task's start.
+            loop.call_soon(self._start_confirming, handed, lease_ms, confirmed)
+        return deliveries + handed
+
+    def _start_confirming(self, handed: list[Delivery], lease_ms: int,
+                          confirmed: dict[str, asyncio.Future[bool]]) -> None:
+        task = asyncio.ensure_future(self._confirm(handed, lease_ms, confirmed))
+        self._confirming.add(task)
+        task.add_done_callback(self._confirming.discard)
+
+    async def _confirm(self, handed: list[Delivery], lease_ms: int,
+                       confirmed: dict[str, asyncio.Future[bool]]) -> None:
+        """Extend the hand-off leases to the full lease; each future says whether its lease was."""
+        renewed: dict[str, int] = {}
+        try:
+            rows = await self.connection.fetch("renew", {**_fenced(handed), "lease_ms": lease_ms})
+            renewed = {row[0]: to_ms(row[1]) for row in rows}
+        except Exception as exc:  # as a lease that did not commit: the task's calls on it are refused
+            logger.warning("could not extend the lease of handed messages %s: %s", [d.task_id for d in handed], exc)
+        finally:
+            for d in handed:
+                if d.task_id in renewed:
+                    d.lease_expires_at_ms = renewed[d.task_id]
+                if not confirmed[d.task_id].done():
+                    confirmed[d.task_id].set_result(d.task_id in renewed)
 
     async def _reclaim(self, loop: asyncio.AbstractEventLoop, lease_ms: int) -> None:
         """Take back the leases that ran out (the reclaim statement), committed before the reserve."""

@@ -38,3 +38,8 @@ DELETE FROM {schema}.revoked WHERE ctid = ANY (ARRAY(
 DELETE FROM {schema}.rate_buckets WHERE ctid = ANY (ARRAY(
     SELECT ctid FROM {schema}.rate_buckets
     WHERE full_at < {now} LIMIT %(batch)s FOR UPDATE SKIP LOCKED));
+
+-- name: expired_offers
+-- Offers to be handed messages (0006_handoff.sql) that ran out, of workers that stopped
+-- without withdrawing them (killed).
+DELETE FROM {schema}.waiters WHERE until < {now} - interval '1 minute';

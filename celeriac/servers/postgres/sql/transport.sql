@@ -121,7 +121,11 @@ SELECT (SELECT count(*) FROM reclaimed) + (SELECT count(*) FROM buried) + 0 * (S
 -- trip. Leases that ran out are taken back by reclaim, not here.
 -- Rows: one per message leased, with its hand-out order (rank). With none, the caller
 -- asks reserve_status how long it may wait.
-WITH picked AS (
+-- A reserve also takes back the caller's offer to be handed messages (0006_handoff.sql):
+-- from here on it leases for itself, and reserve_status offers again before it waits.
+WITH withdrawn AS (
+    UPDATE {schema}.waiters w SET free = 0 WHERE w.worker_id = %(worker_id)s AND w.free > 0
+), picked AS (
     -- Per queue the index hands its best rows in order; the outer ORDER BY merges them.
     SELECT c.task_id
     FROM unnest(%(queues)s::text[]) AS q (name)
@@ -154,6 +158,17 @@ FROM taken t;
 -- After a reserve that leased nothing: the database's now, and the next time something
 -- becomes due here (a scheduled message of these queues, or any lease running out), for
 -- the caller's wait. Apart from reserve, which it would cost about 0.1 ms on every wake-up.
+-- With a %(channel)s (the caller listens for hand-offs), it also offers the caller's
+-- %(free)s slots to publishers until %(offer_ms)s from now (0006_handoff.sql).
+WITH offered AS (
+    INSERT INTO {schema}.waiters AS w (worker_id, channel, queues, free, lease_ms, until)
+    SELECT %(worker_id)s, %(channel)s, %(queues)s::text[], %(free)s, %(handoff_ms)s,
+           {now} + %(offer_ms)s::bigint * interval '1 millisecond'
+    WHERE %(channel)s::text IS NOT NULL
+    ON CONFLICT (worker_id) DO UPDATE
+    SET channel = excluded.channel, queues = excluded.queues, free = excluded.free,
+        lease_ms = excluded.lease_ms, until = excluded.until
+)
 SELECT {now}, least(
     (SELECT min(l.lease_until) FROM {schema}.messages l WHERE l.lease_until IS NOT NULL),  -- messages_leases
     -- The earliest eta still ahead: one index probe per queue and priority.
@@ -207,6 +222,10 @@ WITH acked AS (
 SELECT array(SELECT d.task_id FROM unnest(%(task_ids)s::text[]) AS d (task_id)
              WHERE d.task_id NOT IN (SELECT a.task_id FROM acked a)) AS refused,
        (SELECT count(*) FROM notices) AS notified;
+
+-- name: withdraw_offers
+-- A closing client's offers to be handed messages (0006_handoff.sql) end now.
+DELETE FROM {schema}.waiters WHERE worker_id = ANY (%(worker_ids)s::text[]);
 
 -- name: release
 -- Put reserved messages back at the head of their queue now (available_at -infinity:
@@ -371,12 +390,40 @@ SELECT EXISTS (SELECT 1 FROM unnest(%(task_ids)s::text[]) AS b (task_id)
 -- unique_for_s, and its queue notified at the commit. When nothing was inserted,
 -- transport.py sends the message again through publish, which refuses or skips it as
 -- it says.
-WITH inserted AS (
-    INSERT INTO {schema}.messages AS m (task_id, queue, body, priority, state, available_at)
-    SELECT %(task_id)s, %(queue)s, %(body)s, %(priority)s, {queued}, coalesce(%(eta)s::timestamptz, {now})
+-- When %(handoff)s (the message is due now and small enough to travel in a notice) and
+-- a worker waits on its queue with a free slot (0006_handoff.sql), the message is
+-- inserted already leased to that worker, for the waiter's short hand-off lease, and sent
+-- to it whole on its channel instead of the queue's: the worker starts it without a
+-- reserve of its own (handoff.py). A waiter another publish is handing to is skipped,
+-- never waited for.
+WITH waiter AS (
+    SELECT w.worker_id, w.channel, w.lease_ms FROM {schema}.waiters w
+    WHERE %(handoff)s AND w.free > 0 AND w.until > {now} AND %(queue)s = ANY (w.queues)
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), inserted AS (
+    INSERT INTO {schema}.messages AS m (task_id, queue, body, priority, state, available_at,
+                                        delivery_count, lease_until, worker_id)
+    SELECT %(task_id)s, %(queue)s, %(body)s, %(priority)s,
+           CASE WHEN w.worker_id IS NULL THEN {queued} ELSE {reserved} END,
+           coalesce(%(eta)s::timestamptz, {now}),
+           CASE WHEN w.worker_id IS NULL THEN 0 ELSE 1 END,
+           {now} + w.lease_ms * interval '1 millisecond', w.worker_id
+    FROM (SELECT 1) AS one LEFT JOIN waiter w ON true
     WHERE NOT EXISTS (SELECT 1 FROM {schema}.unique_ids u
                       WHERE u.task_id = %(task_id)s AND u.remembered_until > {now})
     ON CONFLICT (task_id) DO NOTHING
-    RETURNING m.queue
+    RETURNING m.task_id, m.queue, m.body, m.lease_until, m.worker_id
+), taken AS (
+    UPDATE {schema}.waiters w SET free = w.free - 1
+    FROM inserted i WHERE w.worker_id = i.worker_id
 )
-SELECT count(pg_notify({schema}.queue_channel(i.queue), '')) FROM inserted i;
+SELECT count(CASE
+    WHEN i.worker_id IS NULL THEN pg_notify({schema}.queue_channel(i.queue), '')
+    ELSE pg_notify(w.channel, json_build_object(
+        'worker', i.worker_id, 'id', i.task_id, 'queue', i.queue,
+        'lease_until_ms', (extract(epoch FROM i.lease_until) * 1000)::bigint,
+        'revoked', EXISTS (SELECT 1 FROM {schema}.revoked v WHERE v.task_id = i.task_id AND v.expires_at > {now}),
+        'body', encode(i.body, 'base64'))::text)
+    END)
+FROM inserted i LEFT JOIN waiter w ON w.worker_id = i.worker_id;
