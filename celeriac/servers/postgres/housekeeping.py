@@ -1,5 +1,5 @@
 """Deleting what expired: results, group rows, saved groups, unique and revoked ids, full buckets,
-per-minute aggregates older than ``stats.KEEP_MINUTES``.
+per-minute aggregates older than ``stats.KEEP_MINUTES``, hand-off offers of workers that were killed.
 
 The workers do it themselves, with no separate process: about once a minute, a worker's
 ``reserve`` (or a result store's write) runs one pass just before its own statement, so
