@@ -11,6 +11,10 @@ next scheduled message is due or lease runs out, and looks again now and then in
 notification was lost. The connection, the pool and the retries are in
 ``connection.py``.
 
+An idle reserve also offers its free slots to publishers: a single ``delay()`` then
+inserts its message already leased to that worker and sends it on the worker's own
+channel, so the worker starts it without a reserve (``handoff.py``; ``_handed`` here).
+
 A reserve hands its messages out before its transaction has committed: the rows come
 back in one round trip, and the commit (the disk wait) goes on in the background
 while the tasks start (``PostgresConnection.lease``). Until it ends the rows stay locked,
@@ -290,7 +294,7 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
         try:
             while True:
                 notices = [notifier.subscribe(key) for key in keys]
-                handed = [] if inbox is None else [inbox.wake()]
+                handed_in = [] if inbox is None else [inbox.wake()]
                 try:
                     live = timeout_s > 0 and await listener.listen_queues(names)
                     if inbox is not None and inbox.deliveries:
@@ -330,7 +334,7 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
                     until_due_s = None if next_event is None else max((next_event - db_now).total_seconds(), 0.001)
                     if until_due_s is not None and until_due_s <= wait_s:
                         wait_s = until_due_s
-                    woken = await wait_for_any(notices + handed, wait_s)
+                    woken = await wait_for_any(notices + handed_in, wait_s)
                     if inbox is not None and inbox.deliveries:
                         return self._handed(inbox, [], max_count, lease_ms)
                     if woken:
