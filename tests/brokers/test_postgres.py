@@ -391,10 +391,10 @@ async def until(condition: Any, what: str) -> None:
     raise AssertionError(f"still not {what}")
 
 
-async def waiting_reserve(broker: PostgresBroker, max_count: int = 5) -> asyncio.Task[Any]:
+async def waiting_reserve(broker: PostgresBroker, max_count: int = 5, lease_ms: int = LEASE_MS) -> asyncio.Task[Any]:
     """A reserve of worker ``w`` that has offered its slots and waits (only a notice ends it)."""
     offered = await first_look_done(broker.connection, "reserve_status")
-    task = asyncio.create_task(broker.reserve(["q"], max_count, lease_ms=LEASE_MS, worker_id="w", timeout_s=3600))
+    task = asyncio.create_task(broker.reserve(["q"], max_count, lease_ms=lease_ms, worker_id="w", timeout_s=3600))
     await offered.wait()
     return task
 
@@ -423,6 +423,15 @@ async def test_a_waiting_worker_is_handed_the_message_leased_to_it(
     assert rows(broker)["t1"][3] > pg_handoff.HANDOFF_LEASE_MS
     assert await broker.ack([got]) == []
     assert rows(broker) == {}
+
+
+async def test_a_lease_shorter_than_the_hand_off_margin_still_takes_the_hand_off(
+    broker: PostgresBroker, publisher: PostgresBroker
+) -> None:
+    waiting = await waiting_reserve(broker, lease_ms=600)  # the hand-off lease is 600 ms too
+    await publisher.publish([OutgoingMessage("short", "q", b"{}")])
+    [got] = await asyncio.wait_for(waiting, WOKEN_WITHIN_S)
+    assert (got.task_id, got.fencing_token) == ("short", 1)
 
 
 async def test_a_revoked_id_is_handed_with_its_revocation(broker: PostgresBroker, publisher: PostgresBroker) -> None:

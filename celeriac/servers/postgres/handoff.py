@@ -54,7 +54,8 @@ OFFER_S = 5.0  # an offer holds this long; a waiting reserve offers again after 
 # ids and queue name (NAMES_MAX together) fit in what is left of the 8,000 bytes.
 BODY_MAX = 4500
 NAMES_MAX = 1000
-# A handed message is released, not started, when its short lease ends within this.
+# A handed message is released, not started, when its short lease ends within this (or
+# within half that lease, when it is shorter than two of these).
 CLOSE_CALL_MS = 1000
 
 
@@ -86,6 +87,7 @@ class Inbox:
         self.deliveries: list[Delivery] = []
         self._wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._clock: tuple[float, int] | None = None  # (time.monotonic(), the database's now in ms) then
+        self._margin_ms = CLOSE_CALL_MS
 
     def wake(self) -> asyncio.Future[None]:
         """A future set when something is handed in; a fresh one once the last was set."""
@@ -93,9 +95,10 @@ class Inbox:
             self._wake = asyncio.get_running_loop().create_future()
         return self._wake
 
-    def set_clock(self, db_now_ms: int) -> None:
-        """The database's now as a statement just read it: to judge handed leases by."""
+    def set_clock(self, db_now_ms: int, handoff_ms: int) -> None:
+        """The database's now as a statement just read it, and the hand-off lease: to judge handed leases by."""
         self._clock = (time.monotonic(), db_now_ms)
+        self._margin_ms = min(CLOSE_CALL_MS, handoff_ms // 2)
 
     def put(self, delivery: Delivery) -> None:
         self.deliveries.append(delivery)
@@ -109,8 +112,8 @@ class Inbox:
             return taken, []
         at, db_now_ms = self._clock
         now_ms = db_now_ms + int((time.monotonic() - at) * 1000)
-        start = [d for d in taken if d.lease_expires_at_ms - now_ms > CLOSE_CALL_MS]
-        return start, [d for d in taken if d.lease_expires_at_ms - now_ms <= CLOSE_CALL_MS]
+        start = [d for d in taken if d.lease_expires_at_ms - now_ms > self._margin_ms]
+        return start, [d for d in taken if d.lease_expires_at_ms - now_ms <= self._margin_ms]
 
 
 class Handoffs:

@@ -323,13 +323,13 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
                     offer = live and inbox is not None
                     if offer:
                         handoffs.offered.add(worker_id)
+                    handoff_ms = min(lease_ms, handoff.HANDOFF_LEASE_MS)
                     [(db_now, next_event)] = await self.connection.fetch("reserve_status", {
                         "queues": names, "worker_id": worker_id, "free": max_count,
-                        "channel": handoffs.channel if offer else None,
-                        "handoff_ms": min(lease_ms, handoff.HANDOFF_LEASE_MS),
+                        "channel": handoffs.channel if offer else None, "handoff_ms": handoff_ms,
                         "offer_ms": int(min(remaining_s, handoff.OFFER_S) * 1000)})
                     if inbox is not None:
-                        inbox.set_clock(to_ms(db_now))
+                        inbox.set_clock(to_ms(db_now), handoff_ms)
                     wait_s = min(remaining_s, SAFETY_POLL_S if live else blind_poll_s)
                     until_due_s = None if next_event is None else max((next_event - db_now).total_seconds(), 0.001)
                     if until_due_s is not None and until_due_s <= wait_s:
