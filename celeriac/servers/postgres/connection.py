@@ -45,7 +45,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -57,6 +57,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ..._notify import Notifier
 from ...exceptions import BrokerUnavailable, ConfigurationError
+from ...message import Delivery
 from .. import hide_password
 from ..queries import load_queries
 from .pool import ConnectFailed, ConnectionPool, PoolExhausted
@@ -318,6 +319,11 @@ def notifier_for(data_id: tuple[str, str, str, str]) -> Notifier:
     """
     with _notifiers_lock:
         return _notifiers.setdefault(data_id, Notifier())
+
+
+def fenced(deliveries: Sequence[Delivery]) -> dict[str, Any]:
+    """The parameters of a statement fenced by token (ack, renew, release): ids and their tokens."""
+    return {"task_ids": [d.task_id for d in deliveries], "tokens": [d.fencing_token for d in deliveries]}
 
 
 def queue_key(queue: str) -> str:

@@ -42,6 +42,7 @@ import msgspec
 
 from ...message import Delivery
 from ..contracts import OutgoingMessage
+from .connection import fenced
 
 if TYPE_CHECKING:
     from .connection import PostgresConnection
@@ -144,8 +145,7 @@ class Handoffs:
         """Release ``deliveries`` in the background (the caller may be cancelled meanwhile)."""
         if not deliveries:
             return
-        task = asyncio.ensure_future(self.connection.fetch("release", {
-            "task_ids": [d.task_id for d in deliveries], "tokens": [d.fencing_token for d in deliveries]}))
+        task = asyncio.ensure_future(self.connection.fetch("release", fenced(deliveries)))
         self._releasing.add(task)
         task.add_done_callback(self._released)
 

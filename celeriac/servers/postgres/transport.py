@@ -53,7 +53,7 @@ from ..contracts import (
 )
 from ..shared import OnSharedConnection
 from . import MessageTooLarge, copy_format, handoff, on_django
-from .connection import LeasedRows, PostgresConnection, from_ms, queue_key, result_key, to_ms
+from .connection import LeasedRows, PostgresConnection, fenced, from_ms, queue_key, result_key, to_ms
 from .results import expires_ms, result_params
 
 logger = logging.getLogger("celeriac.postgres")
@@ -387,16 +387,13 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
     async def _confirm(self, handed: list[Delivery], lease_ms: int,
                        confirmed: dict[str, asyncio.Future[bool]]) -> None:
         """Extend the hand-off leases to the full lease; each future says whether its lease was."""
-        renewed: dict[str, int] = {}
+        renewed: set[str] = set()
         try:
-            rows = await self.connection.fetch("renew", {**_fenced(handed), "lease_ms": lease_ms})
-            renewed = {row[0]: to_ms(row[1]) for row in rows}
+            renewed = await self._extend(handed, lease_ms)
         except Exception as exc:  # as a lease that did not commit: the task's calls on it are refused
             logger.warning("could not extend the lease of handed messages %s: %s", [d.task_id for d in handed], exc)
         finally:
             for d in handed:
-                if d.task_id in renewed:
-                    d.lease_expires_at_ms = renewed[d.task_id]
                 if not confirmed[d.task_id].done():
                     confirmed[d.task_id].set_result(d.task_id in renewed)
 
@@ -412,12 +409,17 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
             return []
         void = await self._leases.settle(deliveries, forget=False)
         live = [d for d in deliveries if d.task_id not in void]
-        rows = await self.connection.fetch("renew", {**_fenced(live), "lease_ms": lease_ms}) if live else []
+        renewed = await self._extend(live, lease_ms) if live else set()
+        return [d.task_id for d in deliveries if d.task_id not in renewed]
+
+    async def _extend(self, deliveries: Sequence[Delivery], lease_ms: int) -> set[str]:
+        """The renew statement, without waiting on lease commits: the ids whose lease it extended."""
+        rows = await self.connection.fetch("renew", {**fenced(deliveries), "lease_ms": lease_ms})
         renewed = {row[0]: to_ms(row[1]) for row in rows}
         for d in deliveries:
             if d.task_id in renewed:
                 d.lease_expires_at_ms = renewed[d.task_id]
-        return [d.task_id for d in deliveries if d.task_id not in renewed]
+        return set(renewed)
 
     async def ack(self, deliveries: Sequence[Delivery], results: Sequence[ResultRecord] = ()) -> list[str]:
         if not deliveries and not results:
@@ -430,7 +432,7 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
                 return list(void)
         result_values, _ = result_params(results)
         [row] = await self.connection.fetch("ack", {
-            **_fenced(deliveries), **result_values, "expires_ms": expires_ms(self.options.result_expires_s),
+            **fenced(deliveries), **result_values, "expires_ms": expires_ms(self.options.result_expires_s),
         })
         refused = [*void, *row[0]]
         for record in results:
@@ -443,7 +445,7 @@ class PostgresBroker(OnSharedConnection[PostgresConnection]):
             return []
         void = await self._leases.settle(deliveries)  # not released: back on its own, or at lease expiry
         live = [d for d in deliveries if d.task_id not in void]
-        [row] = await self.connection.fetch("release", _fenced(live)) if live else [([],)]
+        [row] = await self.connection.fetch("release", fenced(live)) if live else [([],)]
         released = set(row[0])
         self.connection.notify_queues([d.queue for d in deliveries])
         return [d.task_id for d in deliveries if d.task_id not in released]
@@ -655,6 +657,3 @@ def publish_params(messages: Sequence[OutgoingMessage], *, refuse: bool) -> dict
         "refuse": refuse,
     }
 
-
-def _fenced(deliveries: Sequence[Delivery]) -> dict[str, Any]:
-    return {"task_ids": [d.task_id for d in deliveries], "tokens": [d.fencing_token for d in deliveries]}
